@@ -1,0 +1,102 @@
+"""What an attempt's outcome means: fail over, stop, or back off.
+
+Pure tables and small value types; the daemon decides what to do with them.
+"""
+import dataclasses
+import enum
+from typing import Optional
+
+
+class Verdict(str, enum.Enum):
+    """How an attempt ended, as written into result records."""
+    ANSWERED = "answered"          # the callee answered (whatever the hangup cause)
+    CALLEE = "callee"              # the callee's side ended it: busy, no answer, rejected...
+    ROUTE = "route"                # the line could not carry the call: try the next group
+    THROTTLE = "throttle"          # FreeSWITCH refused for capacity: same group, later
+    UNKNOWN = "unknown"            # we lost track (ESL drop, restart): never redialed
+
+
+# DESIGN.md §3: causes that say the route, not the callee, failed.
+ROUTE_CAUSES = frozenset({
+    "GATEWAY_DOWN", "INVALID_GATEWAY", "NORMAL_TEMPORARY_FAILURE",
+    "NORMAL_CIRCUIT_CONGESTION", "SWITCH_CONGESTION", "NETWORK_OUT_OF_ORDER",
+    "RECOVERY_ON_TIMER_EXPIRE", "REQUESTED_CHAN_UNAVAIL", "NO_ROUTE_DESTINATION",
+    "INCOMPATIBLE_DESTINATION",
+})
+
+# FreeSWITCH answers an originate refused by sessions-per-second or
+# max-sessions with this cause and no channel; from a real far end (with a
+# channel) it is an ordinary callee outcome.
+THROTTLE_CAUSE = "DESTINATION_OUT_OF_ORDER"
+
+# Result record causes the daemon makes up for things FreeSWITCH never saw.
+CAUSE_UNKNOWN = "UNKNOWN"                 # outcome unknowable; not redialed
+CAUSE_NO_LINE = "NO_LINE_AVAILABLE"       # every group tried and none had a free, enabled line
+CAUSE_REJECTED = "REJECTED_INPUT"         # refused before reaching the switch
+CAUSE_TASK_GONE = "TASK_REMOVED"          # a claimed number's task was deleted or broken
+
+
+def classify(cause: str, *, answered: bool, channel: bool) -> Verdict:
+    """Sort a hangup or originate failure cause.
+
+    ``channel`` says whether FreeSWITCH created a channel for the attempt
+    (a CHANNEL_HANGUP_COMPLETE was seen); without one, DESTINATION_OUT_OF_ORDER
+    is the switch's own throttle. Unknown causes are callee outcomes: ending
+    the attempt is always safe, failing over could ring a callee twice.
+    """
+    if answered:
+        return Verdict.ANSWERED
+    cause = (cause or "").strip().upper()
+    if cause in ROUTE_CAUSES:
+        return Verdict.ROUTE
+    if cause == THROTTLE_CAUSE and not channel:
+        return Verdict.THROTTLE
+    if cause == CAUSE_UNKNOWN:
+        return Verdict.UNKNOWN
+    return Verdict.CALLEE
+
+
+def parse_job_body(body: str):
+    """A BACKGROUND_JOB body for originate: ('+OK', uuid) or ('-ERR', cause).
+
+    Anything else (an empty or garbled body) reads as ('-ERR', 'UNKNOWN') so
+    the attempt ends without redial.
+    """
+    text = (body or "").strip()
+    if text.startswith("+OK"):
+        return "+OK", text[3:].strip()
+    if text.startswith("-ERR"):
+        cause = text[4:].strip().split()[0] if text[4:].strip() else CAUSE_UNKNOWN
+        return "-ERR", cause.upper()
+    return "-ERR", CAUSE_UNKNOWN
+
+
+@dataclasses.dataclass
+class Attempt:
+    """One originate on one line; mutable while the call is followed."""
+    uuid: str
+    line: str
+    group_index: int
+    sent_at: float
+    job_done: bool = False
+    job_ok: Optional[bool] = None
+    job_cause: str = ""
+    answered_at: Optional[float] = None
+    hangup_cause: Optional[str] = None
+    billsec: int = 0
+    ended_at: Optional[float] = None
+
+    def finished(self) -> bool:
+        """The attempt is over once the job failed, or succeeded and hung up."""
+        if self.job_done and self.job_ok is False:
+            return True
+        return self.job_done and self.hangup_cause is not None
+
+    def cause(self) -> str:
+        if self.hangup_cause is not None:
+            return self.hangup_cause
+        return self.job_cause or CAUSE_UNKNOWN
+
+    def verdict(self) -> Verdict:
+        return classify(self.cause(), answered=self.answered_at is not None or self.billsec > 0,
+                        channel=self.hangup_cause is not None)

@@ -1,0 +1,315 @@
+"""The FreeSWITCH event socket: the only module that imports greenswitch.
+
+greenswitch 0.0.19 has no reconnect, waits forever for the greeting and for
+replies, sends with ``socket.send`` (which may write part of a command), and
+URL-decodes an event body *before* splitting it into lines, so a ``%0A`` in a
+caller name can forge headers. ``_Connection`` keeps its reader loop but
+replaces those parts; ``EslClient`` owns one connection at a time and rebuilds
+it after any fault.
+"""
+import dataclasses
+import logging
+import time
+from typing import Callable, Dict, Optional, Tuple
+from urllib.parse import unquote
+
+import gevent
+import gevent.event
+import gevent.lock
+import gevent.socket
+from greenswitch import esl as gs
+
+log = logging.getLogger("cti_dialer.esl")
+
+EVENTS = ("BACKGROUND_JOB", "CHANNEL_ANSWER", "CHANNEL_HANGUP_COMPLETE")
+
+
+class EslError(Exception):
+    """The command could not be completed; the connection has been dropped."""
+
+
+# --- typed events (what the daemon sees) -------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class JobResult:
+    job_uuid: str
+    body: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Answered:
+    uuid: str
+    ts: float
+
+
+@dataclasses.dataclass(frozen=True)
+class HungUp:
+    uuid: str
+    cause: str
+    billsec: int
+    answered: bool
+    ts: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Disconnected:
+    reason: str
+
+
+def parse_event_plain(data: bytes) -> Tuple[Dict[str, str], str]:
+    """Split a text/event-plain body into headers and trailing body.
+
+    Lines are split first and each value URL-decoded afterwards, so an
+    encoded newline stays inside its own value. The first occurrence of a
+    header wins: FreeSWITCH writes its own headers before channel variables.
+    """
+    text = data.decode("utf-8", "replace")
+    head, sep, rest = text.partition("\n\n")
+    headers: Dict[str, str] = {}
+    for line in head.split("\n"):
+        name, colon, value = line.partition(": ")
+        if not colon:
+            continue
+        name = name.strip()
+        if name not in headers:
+            headers[name] = unquote(value.rstrip("\r"))
+    body = ""
+    if sep:
+        length = headers.get("Content-Length")
+        if length and length.isdigit():
+            body = rest.encode("utf-8")[: int(length)].decode("utf-8", "replace")
+        else:
+            body = rest
+    return headers, body
+
+
+def _epoch(headers, name):
+    value = headers.get(name, "")
+    try:
+        return int(value) / 1_000_000 if len(value) > 12 else float(value)
+    except ValueError:
+        return time.time()
+
+
+def to_typed(headers: Dict[str, str], body: str):
+    """The event as one of the small types above, or None if not ours to care about."""
+    name = headers.get("Event-Name")
+    if name == "BACKGROUND_JOB":
+        job = headers.get("Job-UUID")
+        return JobResult(job, body) if job else None
+    uuid = headers.get("Unique-ID")
+    if not uuid:
+        return None
+    if name == "CHANNEL_ANSWER":
+        return Answered(uuid, _epoch(headers, "Event-Date-Timestamp"))
+    if name == "CHANNEL_HANGUP_COMPLETE":
+        try:
+            billsec = int(headers.get("variable_billsec", "0") or 0)
+        except ValueError:
+            billsec = 0
+        answered = billsec > 0 or headers.get("variable_answer_epoch", "0") not in ("", "0")
+        return HungUp(uuid, headers.get("Hangup-Cause", "") or "UNKNOWN", billsec, answered,
+                      _epoch(headers, "Event-Date-Timestamp"))
+    return None
+
+
+# --- one connection ------------------------------------------------------------
+
+class _Connection(gs.InboundESL):
+    """greenswitch's reader with bounded waits, whole writes and safe parsing."""
+
+    def __init__(self, host, port, password, timeout, on_event):
+        super().__init__(host, port, password, timeout=timeout)
+        self._on_event = on_event
+        self._write_lock = gevent.lock.Semaphore()
+        self.closed = gevent.event.Event()
+
+    def start_event_handlers(self):
+        # Only the reader: events go straight to on_event, never to
+        # greenswitch's queue (whose consumer polls once a second).
+        self._receive_events_greenlet = gevent.spawn(self._reader)
+
+    def _reader(self):
+        try:
+            self.receive_events()
+        except Exception:
+            log.exception("ESL reader failed")
+        finally:
+            self.close()
+
+    def handle_event(self, event):
+        ctype = event.headers.get("Content-Type")
+        if ctype == "text/event-plain":
+            length = int(event.headers.get("Content-Length", "0"))
+            data = self._read_exact(length)
+            headers, body = parse_event_plain(data)
+            typed = to_typed(headers, body)
+            if typed is not None:
+                self._on_event(typed)
+        elif ctype in ("command/reply", "api/response", "auth/request",
+                       "text/disconnect-notice", "text/rude-rejection"):
+            if ctype in ("command/reply", "api/response") and not self._commands_sent:
+                raise EslError("unsolicited %s" % ctype)
+            super().handle_event(event)
+            if ctype in ("text/disconnect-notice", "text/rude-rejection") and not self._lingering:
+                self.close()
+        else:
+            length = int(event.headers.get("Content-Length", "0") or 0)
+            if length:
+                self._read_exact(length)
+
+    def _read_exact(self, length):
+        data = self.sock_file.read(length)
+        while data is not None and len(data) < length:
+            more = self.sock_file.read(length - len(data))
+            if not more:
+                raise EslError("connection closed inside an event")
+            data += more
+        return data or b""
+
+    def send_async(self, data) -> gevent.event.AsyncResult:
+        """Write one command whole; the reply arrives on the returned result."""
+        if not self.connected or self.closed.is_set():
+            raise EslError("not connected")
+        result = gevent.event.AsyncResult()
+        raw = (data + "\n\n").encode("utf-8")
+        with self._write_lock:
+            # Append and write under one lock: replies are matched to
+            # commands by order, so the order of writes must be the order of
+            # the list.
+            self._commands_sent.append(result)
+            try:
+                self.sock.sendall(raw)
+            except OSError as exc:
+                self.close()
+                raise EslError("write failed: %s" % exc) from None
+        return result
+
+    def close(self):
+        if self.closed.is_set():
+            return
+        self.closed.set()
+        self.connected = False
+        self._run = False
+        pending, self._commands_sent = self._commands_sent, []
+        for result in pending:
+            result.set_exception(EslError("connection closed"))
+        try:
+            self.sock.close()
+        except Exception:
+            pass
+
+
+class EslClient:
+    """Keeps one authenticated, subscribed connection; rebuilds it after faults.
+
+    ``on_event`` receives JobResult, Answered, HungUp and Disconnected values
+    from the reader greenlet and must not block. ``ready`` is set while a
+    connection is usable.
+    """
+
+    def __init__(self, host, port, password, *, connect_timeout=5.0, command_timeout=10.0,
+                 reconnect_max=30.0, on_event: Callable = None, on_connect: Callable = None):
+        self.host, self.port, self._password = host, port, password
+        self.connect_timeout = connect_timeout
+        self.command_timeout = command_timeout
+        self.reconnect_max = reconnect_max
+        self.on_event = on_event or (lambda event: None)
+        self.on_connect = on_connect or (lambda: None)
+        self.ready = gevent.event.Event()
+        self.reconnects = 0
+        self._conn: Optional[_Connection] = None
+        self._stopping = False
+        self._greenlet = None
+
+    def __repr__(self):
+        # Never show the password.
+        return "EslClient(%s:%s)" % (self.host, self.port)
+
+    def start(self):
+        self._greenlet = gevent.spawn(self._run)
+        return self._greenlet
+
+    def stop(self):
+        self._stopping = True
+        conn = self._conn
+        if conn is not None:
+            conn.close()
+        if self._greenlet is not None:
+            self._greenlet.kill(block=True, timeout=2)
+
+    def _connect_once(self):
+        conn = _Connection(self.host, self.port, self._password, self.connect_timeout, self.on_event)
+        try:
+            with gevent.Timeout(self.connect_timeout, EslError("no greeting or auth reply within %ss" % self.connect_timeout)):
+                conn.connect()
+                reply = conn.send_async("event plain " + " ".join(EVENTS)).get()
+            if not reply.headers.get("Reply-Text", "").startswith("+OK"):
+                raise EslError("event subscription refused: %s" % reply.headers.get("Reply-Text"))
+        except ValueError:
+            conn.close()
+            raise EslError("authentication refused (check [esl] password)") from None
+        except gs.NotConnectedError as exc:
+            conn.close()
+            raise EslError(str(exc) or "connection refused") from None
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _run(self):
+        delay = 0.5
+        while not self._stopping:
+            try:
+                conn = self._connect_once()
+            except (EslError, OSError, gevent.Timeout) as exc:
+                log.warning("ESL %s:%s unavailable: %s; retrying in %.1fs", self.host, self.port, exc, delay)
+                gevent.sleep(delay)
+                delay = min(delay * 2, self.reconnect_max)
+                continue
+            self._conn = conn
+            self.reconnects += 1
+            log.info("ESL connected to %s:%s", self.host, self.port)
+            delay = 0.5
+            self.ready.set()
+            try:
+                self.on_connect()
+            except Exception:
+                log.exception("ESL on_connect failed")
+            conn.closed.wait()
+            self.ready.clear()
+            self._conn = None
+            if not self._stopping:
+                log.warning("ESL connection to %s:%s lost", self.host, self.port)
+                self.on_event(Disconnected("connection lost"))
+                gevent.sleep(0.2)
+
+    # --- commands -----------------------------------------------------------------
+
+    def _conn_or_raise(self):
+        conn = self._conn
+        if conn is None or conn.closed.is_set():
+            raise EslError("not connected")
+        return conn
+
+    def send_async(self, command: str) -> gevent.event.AsyncResult:
+        return self._conn_or_raise().send_async(command)
+
+    def wait(self, result: gevent.event.AsyncResult, timeout=None):
+        """The reply to an earlier send_async; a timeout drops the connection."""
+        try:
+            return result.get(timeout=timeout or self.command_timeout)
+        except gevent.Timeout:
+            self.drop("no reply within %ss" % (timeout or self.command_timeout))
+            raise EslError("command timed out") from None
+
+    def drop(self, reason):
+        conn = self._conn
+        if conn is not None:
+            log.warning("dropping ESL connection: %s", reason)
+            conn.close()
+
+    def api(self, command: str, timeout=None) -> str:
+        """Run ``api <command>`` and return its body."""
+        reply = self.wait(self.send_async(command), timeout)
+        return getattr(reply, "data", "") or ""

@@ -1,0 +1,86 @@
+"""Every Redis key and channel name the dialer reads or writes.
+
+Operator-written keys follow the seed spec; daemon-written keys use the same
+``name@scope`` style. Nothing else in the package builds a key name.
+"""
+
+# Operator-written tables (the part before '@' is the ``table`` of a
+# config_change notification).
+TASK_TABLE = "cti_queue_dialer_task"
+LINE_TABLE = "cti_line"
+GROUP_TABLE = "cti_line_group"
+SCHEDULE_CONFIG_TABLE = "cti_schedule_dialer_config"
+SCHEDULE_NUMBER_TABLE = "cti_schedule_dialer_number"
+
+TEMPLATE_SCOPE = "template"
+
+
+class Keys:
+    """Key names for one daemon (its host and domain)."""
+
+    def __init__(self, host, domain):
+        self.host = host
+        self.domain = domain
+
+    # --- written by operators and upstream systems -------------------------
+    @property
+    def task_template(self):
+        return "%s@%s" % (TASK_TABLE, TEMPLATE_SCOPE)
+
+    @property
+    def task_host(self):
+        return "%s@%s" % (TASK_TABLE, self.host)
+
+    @property
+    def lines(self):
+        return "%s@%s" % (LINE_TABLE, self.domain)
+
+    @property
+    def groups(self):
+        return "%s@%s" % (GROUP_TABLE, self.domain)
+
+    @property
+    def schedule_configs(self):
+        return "%s@%s" % (SCHEDULE_CONFIG_TABLE, self.domain)
+
+    @property
+    def schedule_numbers(self):
+        return "%s@%s" % (SCHEDULE_NUMBER_TABLE, self.domain)
+
+    @property
+    def channel_all(self):
+        return "config@all"
+
+    @property
+    def channel_host(self):
+        return "config@%s" % self.host
+
+    # --- written by the daemon ---------------------------------------------
+    @property
+    def inflight(self):
+        """Hash: claim id -> JSON of a number this host took and has not finished."""
+        return "cti_dialer_inflight@%s" % self.host
+
+    def line_lease(self, line):
+        """Sorted set: claim id -> lease expiry (unix time) of calls on a line, all hosts."""
+        return "cti_dialer_line_lease@%s:%s" % (self.domain, line)
+
+    @property
+    def results(self):
+        """Stream: one entry per finished attempt (answered, failed, dropped, rejected...)."""
+        return "cti_dialer_result@%s" % self.domain
+
+    @property
+    def rejected(self):
+        """Stream: malformed or unsafe input, with its raw value, source and reason."""
+        return "cti_dialer_rejected@%s" % self.domain
+
+    @property
+    def status(self):
+        """Hash: this daemon's state, heartbeat and counters."""
+        return "cti_dialer_status@%s" % self.host
+
+    @property
+    def task_status(self):
+        """Hash: task name -> JSON status of that task on this host."""
+        return "cti_dialer_task_status@%s" % self.host

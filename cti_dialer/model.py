@@ -1,0 +1,312 @@
+"""Operator JSON into immutable objects, and the rules that combine them.
+
+No Redis and no gevent here: every function takes the raw values and returns
+a value or raises ``ModelError`` with a reason fit for the rejected record.
+"""
+import dataclasses
+import json
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+import orjson
+
+from . import originate, timewindow
+
+TASK_DEFAULTS = {
+    "enable": True,
+    "limit": 1,
+    "destination_dialplan": "XML",
+    "destination_context": "default",
+}
+
+# Params a task understands; anything else is reported, not silently ignored,
+# because a typo ("limt") would otherwise run the task on a default.
+TASK_PARAMS = frozenset({
+    "enable", "line_group", "limit", "start_time", "stop_time", "work_hour",
+    "work_time", "work_week", "holiday", "number_queue",
+    "destination_extension", "destination_dialplan", "destination_context",
+})
+LINE_PARAMS = frozenset({"enable", "gateway", "limit", "prefix"})
+
+
+class ModelError(ValueError):
+    """Bad operator input; the message is the reason written to the rejected record."""
+
+
+def loads(raw):
+    """Parse JSON from Redis bytes or text; ModelError on anything but an object."""
+    if raw is None:
+        return None
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        # orjson refuses invalid UTF-8; say that plainly rather than "JSON".
+        raise ModelError("not valid JSON: %s" % exc) from None
+    if not isinstance(value, dict):
+        raise ModelError("not a JSON object")
+    return value
+
+
+def _section(doc, name, where):
+    value = doc.get(name, {})
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ModelError("%s: %r must be an object" % (where, name))
+    return value
+
+
+def _check_variables(variables, where):
+    out = {}
+    for name, value in variables.items():
+        try:
+            originate.check_var_name(name)
+            out[name] = originate.format_value(name, value)
+        except originate.UnsafeValue as exc:
+            raise ModelError("%s: %s" % (where, exc)) from None
+    return out
+
+
+def _bool(value, where):
+    if not isinstance(value, bool):
+        raise ModelError("%s must be true or false, not %r" % (where, value))
+    return value
+
+
+def _count(value, where, minimum):
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ModelError("%s must be an integer >= %d, not %r" % (where, minimum, value))
+    return value
+
+
+def _name_list(value, where):
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        raise ModelError("%s must be a non-empty list of names, not %r" % (where, value))
+    return tuple(value)
+
+
+def check_name(name, what):
+    """Task, line and group names go into key names and logs: printable, no spaces."""
+    if isinstance(name, bytes):
+        try:
+            name = name.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ModelError("%s name is not UTF-8" % what) from None
+    if not name or len(name) > 128 or any(c.isspace() or not c.isprintable() for c in name):
+        raise ModelError("%s name %r must be 1..128 printable characters without spaces" % (what, name))
+    return name
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    name: str
+    enable: bool
+    line_groups: Tuple[str, ...]
+    limit: int
+    window: timewindow.Window
+    number_queue: str
+    extension: str
+    dialplan: str
+    context: str
+    host_variables: Tuple[Tuple[str, str], ...]
+    template_variables: Tuple[Tuple[str, str], ...]
+    source: str          # "template", "host" or "template+host"
+
+
+@dataclasses.dataclass(frozen=True)
+class Line:
+    name: str
+    enable: bool
+    gateway: str
+    prefix: str
+    limit: int
+    variables: Tuple[Tuple[str, str], ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class LineGroup:
+    name: str
+    lines: Tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class NumberEntry:
+    number: str
+    variables: Tuple[Tuple[str, str], ...]
+    params: Mapping[str, Any]
+
+
+def merge_task(name, template_raw, host_raw, tz):
+    """The task as this host runs it, or None when neither hash has it.
+
+    ``@host`` params override ``@template`` params key by key; a key missing
+    in both takes TASK_DEFAULTS. Variables are kept apart because the seed
+    gives them the opposite precedence (template over host).
+    """
+    name = check_name(name, "task")
+    if template_raw is None and host_raw is None:
+        return None
+    docs = {}
+    for scope, raw in (("template", template_raw), ("host", host_raw)):
+        if raw is None:
+            continue
+        try:
+            docs[scope] = loads(raw)
+        except ModelError as exc:
+            raise ModelError("task %r (@%s): %s" % (name, scope, exc)) from None
+    params = dict(TASK_DEFAULTS)
+    variables = {}
+    for scope in ("template", "host"):
+        if scope not in docs:
+            continue
+        where = "task %r (@%s)" % (name, scope)
+        section = _section(docs[scope], "params", where)
+        unknown = sorted(set(section) - TASK_PARAMS)
+        if unknown:
+            raise ModelError("%s: unknown params %s" % (where, ", ".join(unknown)))
+        params.update(section)
+        variables[scope] = _check_variables(_section(docs[scope], "variables", where), where + " variables")
+    where = "task %r" % name
+    if "work_time" in params and "work_hour" in params:
+        # One scope may say work_time and the other work_hour: the later
+        # (host) scope's spelling wins rather than being called ambiguous.
+        host_section = docs.get("host", {}).get("params", {}) or {}
+        drop = "work_hour" if "work_time" in host_section else "work_time"
+        params.pop(drop)
+    if "number_queue" not in params:
+        raise ModelError("%s: number_queue is missing" % where)
+    queue = params["number_queue"]
+    if not isinstance(queue, str) or not queue or len(queue) > 256 or "\n" in queue:
+        raise ModelError("%s: number_queue must be a key name, not %r" % (where, queue))
+    if "line_group" not in params:
+        raise ModelError("%s: line_group is missing" % where)
+    if "destination_extension" not in params:
+        raise ModelError("%s: destination_extension is missing" % where)
+    try:
+        extension, dialplan, context = originate.check_destination(
+            _as_text(params["destination_extension"]), _as_text(params["destination_dialplan"]),
+            _as_text(params["destination_context"]))
+    except originate.UnsafeValue as exc:
+        raise ModelError("%s: %s" % (where, exc)) from None
+    try:
+        window = timewindow.parse_window(params, tz)
+    except timewindow.WindowError as exc:
+        raise ModelError("%s: %s" % (where, exc)) from None
+    return Task(
+        name=name,
+        enable=_bool(params["enable"], where + ": enable"),
+        line_groups=_name_list(params["line_group"], where + ": line_group"),
+        limit=_count(params["limit"], where + ": limit", 0),
+        window=window,
+        number_queue=queue,
+        extension=extension, dialplan=dialplan, context=context,
+        host_variables=tuple(variables.get("host", {}).items()),
+        template_variables=tuple(variables.get("template", {}).items()),
+        source="+".join(s for s in ("template", "host") if s in docs),
+    )
+
+
+def _as_text(value):
+    # Operators write extensions as numbers as often as strings.
+    if isinstance(value, bool) or value is None or isinstance(value, (dict, list)):
+        raise ModelError("destination must be text, not %r" % (value,))
+    return str(value)
+
+
+def parse_line(name, raw):
+    name = check_name(name, "line")
+    where = "line %r" % name
+    doc = loads(raw)
+    params = _section(doc, "params", where)
+    unknown = sorted(set(params) - LINE_PARAMS)
+    if unknown:
+        raise ModelError("%s: unknown params %s" % (where, ", ".join(unknown)))
+    if "gateway" not in params:
+        raise ModelError("%s: gateway is missing" % where)
+    if "limit" not in params:
+        raise ModelError("%s: limit is missing (the line's concurrent-call capacity)" % where)
+    try:
+        gateway = originate.check_gateway(params["gateway"])
+        prefix = originate.check_prefix(params.get("prefix", "") or "")
+    except originate.UnsafeValue as exc:
+        raise ModelError("%s: %s" % (where, exc)) from None
+    return Line(
+        name=name,
+        enable=_bool(params.get("enable", True), where + ": enable"),
+        gateway=gateway,
+        prefix=prefix,
+        limit=_count(params["limit"], where + ": limit", 0),
+        variables=tuple(_check_variables(_section(doc, "variables", where), where + " variables").items()),
+    )
+
+
+def parse_group(name, raw):
+    name = check_name(name, "line group")
+    where = "line group %r" % name
+    doc = loads(raw)
+    lines = doc.get("lines")
+    if lines is None and isinstance(doc.get("params"), dict):
+        lines = doc["params"].get("lines")
+    lines = _name_list(lines, where + ": lines")
+    for line in lines:
+        check_name(line, where + " line")
+    return LineGroup(name=name, lines=lines)
+
+
+def parse_number(raw):
+    """A queue or schedule entry: plain text number or JSON with params/variables."""
+    if isinstance(raw, bytes):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ModelError("number entry is not UTF-8") from None
+    else:
+        text = raw
+    stripped = text.strip()
+    if stripped.startswith("{"):
+        doc = loads(stripped)
+        params = _section(doc, "params", "number entry")
+        if "number" not in params:
+            raise ModelError("number entry: params.number is missing")
+        number = params["number"]
+        if isinstance(number, bool) or not isinstance(number, (str, int)):
+            raise ModelError("number entry: params.number must be text, not %r" % (number,))
+        variables = _check_variables(_section(doc, "variables", "number entry"), "number entry variables")
+    else:
+        # Plain entries are checked as written: surrounding whitespace is
+        # suspicious enough (a pasted CR/LF) to refuse rather than trim.
+        number, params, variables = text, {}, {}
+    try:
+        number = originate.check_number(number)
+    except originate.UnsafeValue as exc:
+        raise ModelError(str(exc)) from None
+    return NumberEntry(number=number, variables=tuple(variables.items()), params=params)
+
+
+def channel_variables(*layers: Optional[Tuple[Tuple[str, str], ...]], own: Mapping[str, str] = None) -> Dict[str, str]:
+    """Merge variable layers given lowest precedence first; ``own`` wins over all.
+
+    Queue calls: number, task@host, task@template, line (the seed's order).
+    Schedule calls: number, schedule config, line.
+    """
+    merged = {}
+    for layer in layers:
+        if layer:
+            merged.update(layer)
+    if own:
+        merged.update(own)
+    return merged
+
+
+def raw_repr(raw, limit=2000):
+    """Raw Redis value as text for a rejected record, even if it is not UTF-8."""
+    if raw is None:
+        return ""
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", "backslashreplace")
+    return raw if len(raw) <= limit else raw[:limit] + "...(truncated)"
+
+
+def dumps(value):
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)

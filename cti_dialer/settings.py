@@ -1,0 +1,235 @@
+"""Every option of the config file, declared once.
+
+The INI loader, ``cti-dialer check-config``, the commented example in
+``conf/cti-dialer.ini`` and the table in the docs all come from ``SETTINGS``;
+a test checks that every default validates and that the example lists every
+key, so the three cannot drift apart.
+"""
+import configparser
+import dataclasses
+import datetime
+import socket
+import zoneinfo
+from typing import Any, Callable, Dict, Optional, Tuple
+
+from dateutil import tz as dateutil_tz
+
+
+class SettingsError(ValueError):
+    """The config file is unusable; the message names the section and key."""
+
+
+def _positive_float(text):
+    value = float(text)
+    if not value > 0:
+        raise ValueError("must be > 0")
+    return value
+
+
+def _positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise ValueError("must be >= 1")
+    return value
+
+
+def _port(text):
+    value = int(text)
+    if not 0 < value < 65536:
+        raise ValueError("must be 1..65535")
+    return value
+
+
+def _name(text):
+    # Host and domain end up in Redis key names and channel names; keep them
+    # to characters that need no quoting anywhere.
+    text = text.strip()
+    if not text or any(c.isspace() or c in "@{}\"'\\" for c in text) or len(text) > 128:
+        raise ValueError("must be 1..128 characters without spaces, '@', quotes or braces")
+    return text
+
+
+def _timezone(text):
+    text = text.strip()
+    if not text or text == "local":
+        return dateutil_tz.tzlocal()
+    try:
+        return zoneinfo.ZoneInfo(text)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError("unknown time zone %r" % text) from exc
+
+
+def _redis_url(text):
+    text = text.strip()
+    if not text.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("must start with redis://, rediss:// or unix://")
+    return text
+
+
+def _log_level(text):
+    text = text.strip().upper()
+    if text not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+    return text
+
+
+def _log_format(text):
+    text = text.strip().lower()
+    if text not in ("text", "json"):
+        raise ValueError("must be text or json")
+    return text
+
+
+def _str(text):
+    return text
+
+
+def default_host():
+    return socket.gethostname().split(".")[0] or "localhost"
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    section: str
+    key: str
+    default: Any            # text as it would be written in the file, or a callable giving it
+    validator: Callable[[str], Any]
+    doc: str
+    example: Optional[str] = None   # shown in conf/ instead of the default when the default is computed
+
+    @property
+    def name(self):
+        return "%s.%s" % (self.section, self.key)
+
+    def default_text(self):
+        return self.default() if callable(self.default) else self.default
+
+
+SETTINGS: Tuple[Setting, ...] = (
+    Setting("dialer", "host", default_host, _name,
+            "Names this daemon in @host keys and the config@<host> channel.",
+            example="fs1"),
+    Setting("dialer", "domain", "default", _name,
+            "Tenant name used in @domain keys (lines, line groups, results)."),
+    Setting("dialer", "timezone", "local", _timezone,
+            "IANA zone for task times (start_time, work_hour, holiday); 'local' is the system zone.",
+            example="Asia/Shanghai"),
+    Setting("dialer", "reload_interval", "60", _positive_float,
+            "Seconds between full rereads of tasks, lines and groups (pub/sub can drop messages)."),
+    Setting("dialer", "idle_poll_interval", "0.2", _positive_float,
+            "Seconds between checks of an empty number queue."),
+    Setting("dialer", "claim_batch", "50", _positive_int,
+            "Most numbers one task claims from Redis in one round trip."),
+    Setting("dialer", "line_lease_ttl", "90", _positive_float,
+            "Seconds a line slot stays reserved without renewal; a crashed daemon's slots free themselves after this."),
+    Setting("dialer", "job_timeout", "180", _positive_float,
+            "Seconds to wait for an originate's BACKGROUND_JOB before asking FreeSWITCH whether the call exists."),
+    Setting("dialer", "throttle_backoff", "1", _positive_float,
+            "First pause after FreeSWITCH refuses an originate for capacity; doubles while the throttle lasts."),
+    Setting("dialer", "throttle_backoff_max", "30", _positive_float,
+            "Longest pause after repeated capacity refusals."),
+    Setting("dialer", "drain_timeout", "5", _positive_float,
+            "Seconds a graceful stop waits for pending Redis writes before exiting."),
+    Setting("dialer", "result_maxlen", "1000000", _positive_int,
+            "Approximate cap on entries kept in the results stream."),
+    Setting("dialer", "rejected_maxlen", "100000", _positive_int,
+            "Approximate cap on entries kept in the rejected stream."),
+    Setting("redis", "url", "redis://127.0.0.1:6379/0", _redis_url,
+            "Redis to read tasks from and write results to."),
+    Setting("redis", "socket_timeout", "5", _positive_float,
+            "Seconds a Redis command may take before the connection is considered broken."),
+    Setting("esl", "host", "127.0.0.1", _str,
+            "FreeSWITCH event socket address."),
+    Setting("esl", "port", "8021", _port,
+            "FreeSWITCH event socket port."),
+    Setting("esl", "password", "ClueCon", _str,
+            "Event socket password; lives only here, never in Redis, never logged."),
+    Setting("esl", "connect_timeout", "5", _positive_float,
+            "Seconds to connect, receive the greeting and authenticate."),
+    Setting("esl", "command_timeout", "10", _positive_float,
+            "Seconds to wait for a reply to any ESL command; past it the connection is dropped and rebuilt."),
+    Setting("esl", "reconnect_max", "30", _positive_float,
+            "Longest pause between ESL reconnect attempts (backoff doubles from 0.5 s)."),
+    Setting("log", "level", "INFO", _log_level,
+            "DEBUG, INFO, WARNING or ERROR."),
+    Setting("log", "format", "text", _log_format,
+            "text for people, json for log collectors."),
+)
+
+_BY_NAME: Dict[Tuple[str, str], Setting] = {(s.section, s.key): s for s in SETTINGS}
+
+
+class Config:
+    """Validated settings; read with ``config.get("dialer", "host")`` or ``config.dialer_host``."""
+
+    def __init__(self, values):
+        self._values = dict(values)
+
+    def get(self, section, key):
+        return self._values[(section, key)]
+
+    def __getattr__(self, attr):
+        section, _, key = attr.partition("_")
+        try:
+            return self._values[(section, key)]
+        except KeyError:
+            raise AttributeError(attr) from None
+
+    def items(self):
+        return self._values.items()
+
+
+def load(path=None, text=None):
+    """Read an INI file (or text); every key optional; unknown keys are errors."""
+    parser = configparser.ConfigParser(inline_comment_prefixes=(";", "#"), interpolation=None)
+    try:
+        if text is not None:
+            parser.read_string(text, source=path or "<config>")
+        elif path is not None:
+            with open(path, encoding="utf-8") as fh:
+                parser.read_file(fh)
+    except (OSError, configparser.Error) as exc:
+        raise SettingsError("cannot read config %s: %s" % (path, exc)) from exc
+    for section in parser.sections():
+        for key in parser[section]:
+            if (section, key) not in _BY_NAME:
+                raise SettingsError("unknown setting [%s] %s" % (section, key))
+    values = {}
+    for setting in SETTINGS:
+        raw = parser.get(setting.section, setting.key, fallback=None)
+        source = "file" if raw is not None else "default"
+        if raw is None:
+            raw = setting.default_text()
+        try:
+            values[(setting.section, setting.key)] = setting.validator(raw)
+        except ValueError as exc:
+            raise SettingsError("[%s] %s = %r (%s): %s" % (
+                setting.section, setting.key, raw, source, exc)) from exc
+    return Config(values)
+
+
+def render_example():
+    """The commented example config, generated from SETTINGS."""
+    lines = ["; cti-dialer configuration. Every key is optional; the value shown is",
+             "; the built-in default unless noted. Generated from cti_dialer/settings.py.",
+             ""]
+    section = None
+    for setting in SETTINGS:
+        if setting.section != section:
+            if section is not None:
+                lines.append("")
+            lines.append("[%s]" % setting.section)
+            section = setting.section
+        lines.append("; %s" % setting.doc)
+        if setting.example is not None:
+            lines.append("; default: computed (%s)" % {
+                "host": "the machine's short host name",
+                "timezone": "the system's local zone"}.get(setting.key, "at start"))
+            lines.append(";%s = %s" % (setting.key, setting.example))
+        else:
+            lines.append(";%s = %s" % (setting.key, setting.default_text()))
+    return "\n".join(lines) + "\n"
+
+
+def now_in(config):
+    return datetime.datetime.now(config.dialer_timezone)

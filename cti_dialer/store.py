@@ -1,0 +1,326 @@
+"""The Redis edge: every script and every read or write of the dialer's keys.
+
+Policy (what to dial, when, on which line) lives in the daemon; this module
+only offers atomic domain operations. Key names come from ``keys.Keys``.
+"""
+import logging
+import time
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+import orjson
+import redis
+
+from .keys import Keys
+
+log = logging.getLogger("cti_dialer.store")
+
+# Claim numbers from a task's queue together with a line slot for each.
+#
+# KEYS[1]      number queue (list; upstream LPUSHes, so the oldest is on the right)
+# KEYS[2]      this host's in-flight hash
+# KEYS[3..]    line lease sorted sets, one per candidate line, in ARGV order
+# ARGV[1]      now (unix seconds)
+# ARGV[2]      lease expiry (unix seconds)
+# ARGV[3]      task name (copied into the in-flight record)
+# ARGV[4]      number of line groups G
+# then for each group: n, followed by n pairs (line name, line limit)
+# then the claim ids to use, one per number wanted (their count is the batch)
+#
+# Returns {status, id1, raw1, line1, group1, id2, ...}; status is "ok",
+# "empty" (no number waiting) or "no_line" (every line full). A number is
+# popped only when a line slot is taken for it in the same step, and is in
+# the in-flight hash before the script returns: a crash can never lose it.
+# Within a group the least-loaded line (count / limit) is chosen.
+CLAIM_NUMBERS = r"""
+local now = tonumber(ARGV[1])
+local expiry = tonumber(ARGV[2])
+local task = ARGV[3]
+local ngroups = tonumber(ARGV[4])
+local groups = {}
+local bykey = {}
+local a = 5
+local k = 3
+for g = 1, ngroups do
+  local n = tonumber(ARGV[a]); a = a + 1
+  local lines = {}
+  for i = 1, n do
+    local key = KEYS[k]; k = k + 1
+    -- A line listed in two groups is one line: share its count.
+    if not bykey[key] then
+      redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+      bykey[key] = {key = key, name = ARGV[a], limit = tonumber(ARGV[a + 1]),
+                    count = redis.call('ZCARD', key)}
+    end
+    lines[i] = bykey[key]
+    a = a + 2
+  end
+  groups[g] = lines
+end
+local out = {'ok'}
+for idx = a, #ARGV do
+  local best, bestg = nil, nil
+  for g = 1, ngroups do
+    for _, line in ipairs(groups[g]) do
+      if line.count < line.limit and (best == nil or line.count / line.limit < best.count / best.limit) then
+        best = line
+      end
+    end
+    if best then bestg = g; break end
+  end
+  if not best then
+    if #out == 1 then out[1] = 'no_line' end
+    return out
+  end
+  local raw = redis.call('RPOP', KEYS[1])
+  if not raw then
+    if #out == 1 then out[1] = 'empty' end
+    return out
+  end
+  local id = ARGV[idx]
+  redis.call('ZADD', best.key, expiry, id)
+  best.count = best.count + 1
+  redis.call('HSET', KEYS[2], id, cjson.encode({kind = 'queue', task = task, queue = KEYS[1],
+    raw = raw, line = best.name, group = bestg - 1, state = 'claimed', claimed_at = now, attempt = 1}))
+  table.insert(out, id); table.insert(out, raw); table.insert(out, best.name); table.insert(out, bestg - 1)
+end
+return out
+"""
+
+# Reserve a slot on the least-loaded line of the first group that has one.
+#
+# KEYS[1..]    line lease sorted sets, in ARGV order
+# ARGV[1]      now, ARGV[2] lease expiry, ARGV[3] claim id
+# ARGV[4]      number of groups G, then per group: n, then n (line name, limit) pairs
+# Returns {line name, group index} or an empty reply when every line is full.
+RESERVE_LINE = r"""
+local now = tonumber(ARGV[1])
+local expiry = tonumber(ARGV[2])
+local id = ARGV[3]
+local ngroups = tonumber(ARGV[4])
+local a = 5
+local k = 1
+for g = 1, ngroups do
+  local n = tonumber(ARGV[a]); a = a + 1
+  local best = nil
+  for i = 1, n do
+    local key = KEYS[k]; k = k + 1
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+    local count = redis.call('ZCARD', key)
+    local limit = tonumber(ARGV[a + 1])
+    if count < limit and (best == nil or count / limit < best.ratio) then
+      best = {key = key, name = ARGV[a], ratio = count / limit}
+    end
+    a = a + 2
+  end
+  if best then
+    redis.call('ZADD', best.key, expiry, id)
+    return {best.name, g - 1}
+  end
+end
+return {}
+"""
+
+
+class Candidates:
+    """Line groups flattened for the scripts: [(group lines [(name, limit)])]."""
+
+    def __init__(self, groups: Sequence[Sequence[Tuple[str, int]]]):
+        self.groups = [list(g) for g in groups]
+
+    def keys(self, keys: Keys) -> List[str]:
+        return [keys.line_lease(name) for group in self.groups for name, _ in group]
+
+    def args(self) -> List:
+        out = [len(self.groups)]
+        for group in self.groups:
+            out.append(len(group))
+            for name, limit in group:
+                out.extend((name, limit))
+        return out
+
+    def __bool__(self):
+        return any(self.groups)
+
+
+def _text(value):
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
+    return value
+
+
+def _fields(record: Dict) -> Dict[str, str]:
+    out = {}
+    for name, value in record.items():
+        if value is None:
+            value = ""
+        elif isinstance(value, bool):
+            value = "1" if value else "0"
+        elif isinstance(value, (dict, list)):
+            value = orjson.dumps(value).decode()
+        elif isinstance(value, bytes):
+            value = value.decode("utf-8", "backslashreplace")
+        out[name] = value
+    return out
+
+
+class Store:
+    """Domain operations on one Redis, for one host and domain."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, *, result_maxlen=1_000_000, rejected_maxlen=100_000):
+        self.r = client
+        self.keys = keys
+        self.result_maxlen = result_maxlen
+        self.rejected_maxlen = rejected_maxlen
+        self._claim = client.register_script(CLAIM_NUMBERS)
+        self._reserve = client.register_script(RESERVE_LINE)
+
+    # --- configuration ------------------------------------------------------------
+
+    def read_tasks(self) -> Tuple[Dict[bytes, bytes], Dict[bytes, bytes]]:
+        """Both task hashes (template, host) in one round trip."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hgetall(self.keys.task_template)
+        pipe.hgetall(self.keys.task_host)
+        template, host = pipe.execute()
+        return template, host
+
+    def read_task(self, name: str) -> Tuple[Optional[bytes], Optional[bytes]]:
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hget(self.keys.task_template, name)
+        pipe.hget(self.keys.task_host, name)
+        template, host = pipe.execute()
+        return template, host
+
+    def read_lines(self) -> Dict[bytes, bytes]:
+        return self.r.hgetall(self.keys.lines)
+
+    def read_line(self, name) -> Optional[bytes]:
+        return self.r.hget(self.keys.lines, name)
+
+    def read_groups(self) -> Dict[bytes, bytes]:
+        return self.r.hgetall(self.keys.groups)
+
+    def read_group(self, name) -> Optional[bytes]:
+        return self.r.hget(self.keys.groups, name)
+
+    # --- numbers --------------------------------------------------------------------
+
+    def claim_numbers(self, queue: str, task: str, candidates: Candidates, claim_ids: Sequence[str],
+                      now: float, lease_ttl: float):
+        """Pop up to len(claim_ids) numbers, each with a line slot; see CLAIM_NUMBERS.
+
+        Returns (status, [(claim_id, raw, line, group_index)]).
+        """
+        reply = self._claim(keys=[queue, self.keys.inflight] + candidates.keys(self.keys),
+                            args=[now, now + lease_ttl, task] + candidates.args() + list(claim_ids))
+        status = _text(reply[0])
+        items = []
+        for i in range(1, len(reply), 4):
+            items.append((_text(reply[i]), reply[i + 1], _text(reply[i + 2]), int(reply[i + 3])))
+        return status, items
+
+    def reserve_line(self, claim_id: str, candidates: Candidates, now: float, lease_ttl: float):
+        """A slot on the first group with a free line: (line, group_index) or None."""
+        reply = self._reserve(keys=candidates.keys(self.keys),
+                              args=[now, now + lease_ttl, claim_id] + candidates.args())
+        if not reply:
+            return None
+        return _text(reply[0]), int(reply[1])
+
+    def mark_sent(self, records: Dict[str, Dict]):
+        """Record, before any originate goes out, which uuid each claim is dialed with.
+
+        After a crash a record in state "sent" is never dialed again; it is
+        checked with uuid_exists instead.
+        """
+        if not records:
+            return
+        self.r.hset(self.keys.inflight, mapping={cid: orjson.dumps(rec) for cid, rec in records.items()})
+
+    def update_inflight(self, claim_id: str, record: Dict):
+        self.r.hset(self.keys.inflight, claim_id, orjson.dumps(record))
+
+    def inflight(self) -> Dict[str, Dict]:
+        """This host's in-flight records, for recovery after a restart."""
+        out = {}
+        for cid, raw in self.r.hgetall(self.keys.inflight).items():
+            try:
+                out[_text(cid)] = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                # cjson passes invalid UTF-8 from a bad queue entry through.
+                import json
+                out[_text(cid)] = json.loads(raw.decode("utf-8", "surrogateescape"))
+        return out
+
+    def release_line(self, line: str, claim_id: str):
+        self.r.zrem(self.keys.line_lease(line), claim_id)
+
+    def renew_leases(self, leases: Iterable[Tuple[str, str]], now: float, lease_ttl: float):
+        """Push the expiry of live calls' line slots forward (line, claim id)."""
+        pipe = self.r.pipeline(transaction=False)
+        n = 0
+        for line, claim_id in leases:
+            pipe.zadd(self.keys.line_lease(line), {claim_id: now + lease_ttl}, xx=True)
+            n += 1
+        if n:
+            pipe.execute()
+
+    def requeue(self, claim_id: str, record: Dict):
+        """Put a never-dialed claimed number back where it will be taken next."""
+        pipe = self.r.pipeline(transaction=True)
+        raw = record.get("raw")
+        if isinstance(raw, str):
+            raw = raw.encode("utf-8", "surrogateescape")
+        pipe.rpush(record["queue"], raw)
+        pipe.hdel(self.keys.inflight, claim_id)
+        if record.get("line"):
+            pipe.zrem(self.keys.line_lease(record["line"]), claim_id)
+        pipe.execute()
+
+    def finish(self, items: Sequence[Tuple[str, Optional[str], Dict, Optional[Dict]]]):
+        """End claims in one transaction: (claim_id, line, result, rejected-or-None).
+
+        The in-flight record goes, the line slot is freed and the result (and
+        the rejected record, for bad input) is appended, all or nothing.
+        """
+        if not items:
+            return
+        pipe = self.r.pipeline(transaction=True)
+        for claim_id, line, result, rejected in items:
+            pipe.hdel(self.keys.inflight, claim_id)
+            if line:
+                pipe.zrem(self.keys.line_lease(line), claim_id)
+            if rejected is not None:
+                pipe.xadd(self.keys.rejected, _fields(rejected), maxlen=self.rejected_maxlen, approximate=True)
+            if result is not None:
+                pipe.xadd(self.keys.results, _fields(result), maxlen=self.result_maxlen, approximate=True)
+        pipe.execute()
+
+    def reject(self, record: Dict):
+        """A rejected record for bad configuration or messages (nothing was claimed)."""
+        self.r.xadd(self.keys.rejected, _fields(record), maxlen=self.rejected_maxlen, approximate=True)
+
+    # --- status ----------------------------------------------------------------------
+
+    def write_status(self, fields: Dict, task_status: Dict[str, Dict], removed_tasks: Iterable[str] = ()):
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hset(self.keys.status, mapping=_fields(fields))
+        if task_status:
+            pipe.hset(self.keys.task_status, mapping={k: orjson.dumps(v) for k, v in task_status.items()})
+        removed = list(removed_tasks)
+        if removed:
+            pipe.hdel(self.keys.task_status, *removed)
+        pipe.execute()
+
+    def queue_lengths(self, queues: Sequence[str]) -> List[int]:
+        pipe = self.r.pipeline(transaction=False)
+        for q in queues:
+            pipe.llen(q)
+        return pipe.execute()
+
+    def ping(self):
+        return self.r.ping()
+
+
+def now() -> float:
+    return time.time()

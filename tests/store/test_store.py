@@ -1,0 +1,128 @@
+"""One contract suite for store.Store, run on fakeredis and on a real redis-server."""
+import fakeredis
+import orjson
+import pytest
+import redis
+
+from cti_dialer.keys import Keys
+from cti_dialer.store import Candidates, Store
+
+KEYS = Keys("fs1", "test")
+
+
+@pytest.fixture(params=["fakeredis", "redis-server"])
+def store(request):
+    if request.param == "fakeredis":
+        client = fakeredis.FakeRedis()
+        request.applymarker(pytest.mark.unit)
+    else:
+        server = request.getfixturevalue("redis_server")
+        client = redis.Redis.from_url(server.url)
+        client.flushall()
+    yield Store(client, KEYS)
+    client.close()
+
+
+def ids(n, start=0):
+    return ["c%d" % i for i in range(start, start + n)]
+
+
+def test_claim_takes_oldest_first_and_records_inflight(store):
+    for n in ("1", "2", "3"):
+        store.r.lpush("q", n)
+    status, items = store.claim_numbers("q", "t", Candidates([[("l1", 10)]]), ids(2), 100.0, 60)
+    assert status == "ok"
+    assert [raw for _, raw, _, _ in items] == [b"1", b"2"]
+    assert [line for _, _, line, _ in items] == ["l1", "l1"]
+    inflight = store.inflight()
+    assert set(inflight) == {"c0", "c1"}
+    assert inflight["c0"]["raw"] == "1" and inflight["c0"]["state"] == "claimed"
+    assert inflight["c0"]["task"] == "t" and inflight["c0"]["queue"] == "q"
+    assert store.r.zscore(KEYS.line_lease("l1"), "c0") == 160.0
+    assert store.r.lrange("q", 0, -1) == [b"3"]
+
+
+def test_claim_never_exceeds_line_limit(store):
+    for n in range(10):
+        store.r.lpush("q", str(n))
+    status, items = store.claim_numbers("q", "t", Candidates([[("l1", 3)]]), ids(10), 100.0, 60)
+    assert len(items) == 3 and status == "ok"
+    status, items = store.claim_numbers("q", "t", Candidates([[("l1", 3)]]), ids(5, 10), 101.0, 60)
+    assert status == "no_line" and items == []
+    assert store.r.llen("q") == 7
+
+
+def test_expired_leases_free_their_slot(store):
+    store.r.lpush("q", "1", "2")
+    store.claim_numbers("q", "t", Candidates([[("l1", 1)]]), ids(1), 100.0, 60)
+    assert store.claim_numbers("q", "t", Candidates([[("l1", 1)]]), ids(1, 1), 159.0, 60)[0] == "no_line"
+    status, items = store.claim_numbers("q", "t", Candidates([[("l1", 1)]]), ids(1, 2), 161.0, 60)
+    assert status == "ok" and len(items) == 1
+
+
+def test_spread_over_a_group_and_next_group_when_full(store):
+    for n in range(6):
+        store.r.lpush("q", str(n))
+    cands = Candidates([[("a", 2), ("b", 2)], [("c", 5)]])
+    status, items = store.claim_numbers("q", "t", cands, ids(6), 100.0, 60)
+    lines = [line for _, _, line, _ in items]
+    assert sorted(lines[:4]) == ["a", "a", "b", "b"]
+    assert lines[0] != lines[1]                      # spread, not fill-first
+    assert lines[4:] == ["c", "c"]
+    assert [g for _, _, _, g in items] == [0, 0, 0, 0, 1, 1]
+
+
+def test_line_in_two_groups_counts_once(store):
+    for n in range(5):
+        store.r.lpush("q", str(n))
+    status, items = store.claim_numbers("q", "t", Candidates([[("a", 2)], [("a", 2)]]), ids(5), 100.0, 60)
+    assert len(items) == 2
+
+
+def test_empty_queue(store):
+    assert store.claim_numbers("q", "t", Candidates([[("a", 2)]]), ids(2), 100.0, 60) == ("empty", [])
+
+
+def test_reserve_line_for_failover(store):
+    assert store.reserve_line("x", Candidates([[("a", 1)], [("b", 1)]]), 100.0, 60) == ("a", 0)
+    assert store.reserve_line("y", Candidates([[("a", 1)], [("b", 1)]]), 100.0, 60) == ("b", 1)
+    assert store.reserve_line("z", Candidates([[("a", 1)], [("b", 1)]]), 100.0, 60) is None
+
+
+def test_requeue_puts_number_next_in_line(store):
+    store.r.lpush("q", "1", "2")
+    _, items = store.claim_numbers("q", "t", Candidates([[("a", 5)]]), ids(1), 100.0, 60)
+    rec = store.inflight()["c0"]
+    store.requeue("c0", rec)
+    assert store.inflight() == {}
+    assert store.r.zcard(KEYS.line_lease("a")) == 0
+    _, items = store.claim_numbers("q", "t", Candidates([[("a", 5)]]), ids(1, 1), 100.0, 60)
+    assert items[0][1] == b"1"
+
+
+def test_finish_is_one_transaction(store):
+    store.r.lpush("q", "1", "bad number")
+    _, items = store.claim_numbers("q", "t", Candidates([[("a", 5)]]), ids(2), 100.0, 60)
+    store.mark_sent({"c0": {"state": "sent", "uuid": "u0"}})
+    assert store.inflight()["c0"] == {"state": "sent", "uuid": "u0"}
+    store.finish([("c0", "a", {"number": "1", "answered": True}, None),
+                  ("c1", "a", {"number": "bad"}, {"raw": "bad number", "reason": "space"})])
+    assert store.inflight() == {}
+    assert store.r.zcard(KEYS.line_lease("a")) == 0
+    results = [f for _, f in store.r.xrange(KEYS.results)]
+    assert results[0] == {b"number": b"1", b"answered": b"1"}
+    assert [f[b"reason"] for _, f in store.r.xrange(KEYS.rejected)] == [b"space"]
+
+
+def test_raw_bytes_survive_the_inflight_record(store):
+    store.r.lpush("q", b'{"params": {"number": "1"}, "variables": {"n": "\xe5\xbc\xa0"}}')
+    store.claim_numbers("q", "t", Candidates([[("a", 5)]]), ids(1), 100.0, 60)
+    rec = store.inflight()["c0"]
+    assert orjson.loads(rec["raw"])["variables"]["n"] == "\u5f20"
+
+
+def test_renew_leases_only_touches_existing(store):
+    store.r.lpush("q", "1")
+    store.claim_numbers("q", "t", Candidates([[("a", 5)]]), ids(1), 100.0, 60)
+    store.renew_leases([("a", "c0"), ("a", "gone")], 200.0, 60)
+    assert store.r.zrange(KEYS.line_lease("a"), 0, -1, withscores=True) == [(b"c0", 260.0)]

@@ -1,0 +1,44 @@
+import pytest
+
+from cti_dialer.esl import Answered, HungUp, JobResult, parse_event_plain, to_typed
+
+pytestmark = pytest.mark.unit
+
+
+def test_background_job_body_is_separated():
+    data = (b"Event-Name: BACKGROUND_JOB\nJob-UUID: 11111111-2222-3333-4444-555555555555\n"
+            b"Job-Command: originate\nContent-Length: 41\n\n+OK 6f4f3a0e-0000-0000-0000-000000000000\n")
+    headers, body = parse_event_plain(data)
+    assert headers["Job-UUID"] == "11111111-2222-3333-4444-555555555555"
+    assert body == "+OK 6f4f3a0e-0000-0000-0000-000000000000\n"
+    assert to_typed(headers, body) == JobResult("11111111-2222-3333-4444-555555555555", body)
+
+
+def test_encoded_newline_cannot_forge_a_header():
+    data = (b"Event-Name: CHANNEL_HANGUP_COMPLETE\nUnique-ID: real\nHangup-Cause: USER_BUSY\n"
+            b"Caller-Caller-ID-Name: x%0AUnique-ID%3A%20forged%0AHangup-Cause%3A%20NORMAL_CLEARING\n"
+            b"variable_billsec: 0\n\n")
+    headers, _ = parse_event_plain(data)
+    assert headers["Unique-ID"] == "real"
+    assert headers["Hangup-Cause"] == "USER_BUSY"
+    assert headers["Caller-Caller-ID-Name"] == "x\nUnique-ID: forged\nHangup-Cause: NORMAL_CLEARING"
+
+
+def test_first_header_wins():
+    headers, _ = parse_event_plain(b"Unique-ID: a\nUnique-ID: b\n\n")
+    assert headers["Unique-ID"] == "a"
+
+
+def test_hangup_typed():
+    headers = {"Event-Name": "CHANNEL_HANGUP_COMPLETE", "Unique-ID": "u", "Hangup-Cause": "NORMAL_CLEARING",
+               "variable_billsec": "12", "Event-Date-Timestamp": "1700000000123456"}
+    event = to_typed(headers, "")
+    assert isinstance(event, HungUp)
+    assert (event.uuid, event.cause, event.billsec, event.answered) == ("u", "NORMAL_CLEARING", 12, True)
+    assert event.ts == pytest.approx(1700000000.123456)
+
+
+def test_answer_typed_and_foreign_events_ignored():
+    assert isinstance(to_typed({"Event-Name": "CHANNEL_ANSWER", "Unique-ID": "u"}, ""), Answered)
+    assert to_typed({"Event-Name": "HEARTBEAT"}, "") is None
+    assert to_typed({"Event-Name": "CHANNEL_ANSWER"}, "") is None

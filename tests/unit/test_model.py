@@ -1,0 +1,186 @@
+import json
+import zoneinfo
+
+import pytest
+
+from cti_dialer import model
+
+pytestmark = pytest.mark.unit
+TZ = zoneinfo.ZoneInfo("Asia/Shanghai")
+
+
+def task_json(params=None, variables=None):
+    doc = {"params": params or {}}
+    if variables is not None:
+        doc["variables"] = variables
+    return json.dumps(doc).encode()
+
+
+BASE = {"line_group": ["g1", "g2"], "limit": 5, "number_queue": "queue:sales", "destination_extension": "8888"}
+
+
+def test_template_only_gets_defaults():
+    task = model.merge_task("t", task_json(BASE), None, TZ)
+    assert task.enable is True
+    assert task.limit == 5
+    assert task.dialplan == "XML" and task.context == "default"
+    assert task.line_groups == ("g1", "g2")
+    assert task.source == "template"
+
+
+def test_host_overrides_template_key_by_key():
+    template = task_json(dict(BASE, limit=100, destination_context="public"))
+    host = task_json({"limit": 3})
+    task = model.merge_task("t", template, host, TZ)
+    assert task.limit == 3
+    assert task.context == "public"
+    assert task.number_queue == "queue:sales"
+    assert task.source == "template+host"
+
+
+def test_host_only_task():
+    task = model.merge_task("only", None, task_json(BASE), TZ)
+    assert task.source == "host" and task.limit == 5
+
+
+def test_template_switched_off_per_host():
+    task = model.merge_task("t", task_json(BASE), task_json({"enable": False}), TZ)
+    assert task.enable is False
+
+
+def test_missing_everywhere_is_none():
+    assert model.merge_task("t", None, None, TZ) is None
+
+
+def test_limit_default_is_one():
+    params = dict(BASE)
+    del params["limit"]
+    assert model.merge_task("t", task_json(params), None, TZ).limit == 1
+
+
+@pytest.mark.parametrize("params, reason", [
+    ({"line_group": ["g1"], "destination_extension": "1"}, "number_queue is missing"),
+    ({"number_queue": "q", "destination_extension": "1"}, "line_group is missing"),
+    ({"number_queue": "q", "line_group": ["g"]}, "destination_extension is missing"),
+    (dict(BASE, limit=-1), "limit must be an integer"),
+    (dict(BASE, limit="5"), "limit must be an integer"),
+    (dict(BASE, limit=True), "limit must be an integer"),
+    (dict(BASE, enable="yes"), "enable must be true or false"),
+    (dict(BASE, line_group=[]), "line_group must be a non-empty list"),
+    (dict(BASE, limt=3), "unknown params limt"),
+    (dict(BASE, destination_extension="88 88"), "extension"),
+    (dict(BASE, destination_context="de}fault"), "context"),
+    (dict(BASE, work_hour=[{"begin": "25:00", "end": "26:00"}]), "work_hour"),
+])
+def test_invalid_tasks_say_why(params, reason):
+    with pytest.raises(model.ModelError) as err:
+        model.merge_task("t", task_json(params), None, TZ)
+    assert reason in str(err.value)
+
+
+@pytest.mark.parametrize("variables, reason", [
+    ({"bad name": "x"}, "bad name"),
+    ({"x": "a}b"}, "}"),
+    ({"x": "a\nb"}, "x"),
+    ({"x": ["list"]}, "x"),
+])
+def test_invalid_task_variables_reject_the_task(variables, reason):
+    with pytest.raises(model.ModelError) as err:
+        model.merge_task("t", task_json(BASE, variables), None, TZ)
+    assert reason in str(err.value)
+
+
+def test_not_json_names_the_scope():
+    with pytest.raises(model.ModelError) as err:
+        model.merge_task("t", b"{not json", None, TZ)
+    assert "@template" in str(err.value) and "not valid JSON" in str(err.value)
+    with pytest.raises(model.ModelError) as err:
+        model.merge_task("t", task_json(BASE), b"[1,2]", TZ)
+    assert "@host" in str(err.value)
+
+
+def test_work_time_is_a_synonym():
+    task = model.merge_task("t", task_json(dict(BASE, work_time=[{"begin": "8:00", "end": "9:00"}])), None, TZ)
+    assert task.window != model.timewindow.ALWAYS_OPEN
+
+
+def test_host_work_time_replaces_template_work_hour():
+    template = task_json(dict(BASE, work_hour=[{"begin": "8:00", "end": "9:00"}]))
+    host = task_json({"work_time": [{"begin": "10:00", "end": "11:00"}]})
+    a = model.merge_task("t", template, host, TZ)
+    b = model.merge_task("t", task_json(dict(BASE, work_hour=[{"begin": "10:00", "end": "11:00"}])), None, TZ)
+    assert a.window == b.window
+
+
+def test_numeric_extension_accepted():
+    task = model.merge_task("t", task_json(dict(BASE, destination_extension=8888)), None, TZ)
+    assert task.extension == "8888"
+
+
+def test_task_variables_keep_scopes_apart():
+    task = model.merge_task("t", task_json(BASE, {"a": "template"}), task_json({}, {"a": "host", "b": "h"}), TZ)
+    assert dict(task.template_variables) == {"a": "template"}
+    assert dict(task.host_variables) == {"a": "host", "b": "h"}
+
+
+def test_variable_precedence_number_host_template_line_own():
+    merged = model.channel_variables(
+        (("a", "number"), ("b", "number"), ("c", "number"), ("d", "number"), ("origination_uuid", "n")),
+        (("b", "host"), ("c", "host"), ("d", "host")),
+        (("c", "template"), ("d", "template")),
+        (("d", "line"), ("origination_uuid", "line")),
+        own={"origination_uuid": "ours"})
+    assert merged == {"a": "number", "b": "host", "c": "template", "d": "line", "origination_uuid": "ours"}
+
+
+def test_commas_survive_as_escaped():
+    task = model.merge_task("t", task_json(BASE, {"absolute_codec_string": "pcma,pcmu,g729"}), None, TZ)
+    assert dict(task.template_variables)["absolute_codec_string"] == "pcma\\,pcmu\\,g729"
+
+
+def test_line_parse_and_errors():
+    line = model.parse_line("gw1", json.dumps({"params": {"gateway": "sofia/gateway/gw1/", "limit": 30,
+                                                          "prefix": "9"}, "variables": {"x": "1"}}))
+    assert (line.gateway, line.prefix, line.limit, line.enable) == ("sofia/gateway/gw1/", "9", 30, True)
+    for doc, reason in [({"params": {"limit": 1}}, "gateway is missing"),
+                        ({"params": {"gateway": "sofia/gateway/x/"}}, "limit is missing"),
+                        ({"params": {"gateway": "sofia/gateway/x y/", "limit": 1}}, "gateway"),
+                        ({"params": {"gateway": "g/", "limit": 1, "prefix": "9,1"}}, "prefix")]:
+        with pytest.raises(model.ModelError) as err:
+            model.parse_line("l", json.dumps(doc))
+        assert reason in str(err.value)
+
+
+def test_group_parse():
+    assert model.parse_group("g", '{"lines": ["a", "b"]}').lines == ("a", "b")
+    with pytest.raises(model.ModelError):
+        model.parse_group("g", '{"lines": []}')
+    with pytest.raises(model.ModelError):
+        model.parse_group("g", '{"lines": "a b"}')
+
+
+@pytest.mark.parametrize("raw, number, variables", [
+    (b"13800138000", "13800138000", {}),
+    (b'{"params": {"number": "13800138000"}, "variables": {"x": "1"}}', "13800138000", {"x": "1"}),
+    (b'{"params": {"number": 13800138000}}', "13800138000", {}),
+])
+def test_number_entries(raw, number, variables):
+    entry = model.parse_number(raw)
+    assert entry.number == number and dict(entry.variables) == variables
+
+
+@pytest.mark.parametrize("raw", [
+    b"1000 &system(touch /tmp/x)", b"123\n\napi hupall", b"123,456", b"", b"\xff\xfe",
+    b'{"params": {}}', b'{"params": {"number": "1"}, "variables": {"bad name": "x"}}',
+    b'{"params": {"number": "1"}, "variables": {"x": "a}b"}}', b'{"params": {"number": true}}', b"{oops",
+    b" 123",
+])
+def test_bad_number_entries(raw):
+    with pytest.raises(model.ModelError):
+        model.parse_number(raw)
+
+
+def test_names_checked():
+    with pytest.raises(model.ModelError):
+        model.merge_task("bad name", task_json(BASE), None, TZ)
+    assert model.check_name(b"ok", "task") == "ok"
