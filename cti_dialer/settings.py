@@ -7,7 +7,6 @@ key, so the three cannot drift apart.
 """
 import configparser
 import dataclasses
-import datetime
 import socket
 import zoneinfo
 from typing import Any, Callable, Dict, Optional, Tuple
@@ -231,5 +230,22 @@ def render_example():
     return "\n".join(lines) + "\n"
 
 
-def now_in(config):
-    return datetime.datetime.now(config.dialer_timezone)
+def render_rst():
+    """docs/configuration.rst, generated from SETTINGS."""
+    out = ["Configuration reference", "=======================", "",
+           ".. Generated from cti_dialer/settings.py by ``cti-dialer settings-doc``; do not edit.", "",
+           "The daemon reads one INI file (``cti-dialer run -c FILE`` or ``CTI_DIALER_CONFIG=FILE``).",
+           "Every key is optional; an unknown key or an invalid value stops the daemon at start",
+           "with a message naming the section and key. ``cti-dialer check-config -c FILE`` prints",
+           "the effective values. ``conf/cti-dialer.ini`` is a commented example of every key.", ""]
+    section = None
+    for setting in SETTINGS:
+        if setting.section != section:
+            section = setting.section
+            title = "[%s]" % section
+            out += [title, "-" * len(title), ""]
+        default = setting.default_text() if setting.example is None else {
+            "host": "the machine's short host name", "timezone": "the system's local zone"}[setting.key]
+        out += ["``%s``" % setting.key, "    %s Default: ``%s``." % (setting.doc, default)
+                if setting.example is None else "    %s Default: %s." % (setting.doc, default), ""]
+    return "\n".join(out)

@@ -17,8 +17,9 @@ def test_example_in_conf_is_generated_from_settings():
     assert (ROOT / "conf" / "cti-dialer.ini").read_text() == settings.render_example()
 
 
-def test_every_key_documented_in_docs():
+def test_reference_in_docs_is_generated_from_settings():
     text = (ROOT / "docs" / "configuration.rst").read_text()
+    assert text == settings.render_rst()
     for setting in settings.SETTINGS:
         assert "``%s``" % setting.key in text, setting.name
 
