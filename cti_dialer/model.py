@@ -60,7 +60,10 @@ def _check_variables(variables, where):
     for name, value in variables.items():
         try:
             originate.check_var_name(name)
-            out[name] = originate.format_value(name, value)
+            # Checked now so a bad value rejects the whole entry; escaped
+            # later, once, by build_originate.
+            originate.format_value(name, value)
+            out[name] = ("true" if value else "false") if isinstance(value, bool) else str(value)
         except originate.UnsafeValue as exc:
             raise ModelError("%s: %s" % (where, exc)) from None
     return out

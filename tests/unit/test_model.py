@@ -135,7 +135,15 @@ def test_variable_precedence_number_host_template_line_own():
 
 def test_commas_survive_as_escaped():
     task = model.merge_task("t", task_json(BASE, {"absolute_codec_string": "pcma,pcmu,g729"}), None, TZ)
-    assert dict(task.template_variables)["absolute_codec_string"] == "pcma\\,pcmu\\,g729"
+    assert dict(task.template_variables)["absolute_codec_string"] == "pcma,pcmu,g729"
+    cmd = model.originate.build_originate(dict(task.template_variables), "sofia/gateway/g/", "", "1", "8888",
+                                          "XML", "default")
+    assert cmd == "originate {absolute_codec_string=pcma\\,pcmu\\,g729}sofia/gateway/g/1 8888 XML default"
+
+
+def test_variable_types_become_text():
+    task = model.merge_task("t", task_json(BASE, {"a": True, "b": 5, "c": False}), None, TZ)
+    assert dict(task.template_variables) == {"a": "true", "b": "5", "c": "false"}
 
 
 def test_line_parse_and_errors():
