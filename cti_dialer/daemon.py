@@ -672,15 +672,25 @@ class Daemon:
         log.info("route failure %s on line %s (task %r, group %d): failing over",
                  cause, old_line, claim.task, claim.group)
         nxt = None
-        if task is not None and claim.group + 1 < len(task.line_groups):
+        deadline = time.time() + self.config.dialer_failover_wait
+        while task is not None and claim.group + 1 < len(task.line_groups) and not self.stopping.is_set():
+            # The next groups may be busy right now: wait for a slot rather
+            # than drop a number that never reached its callee.
             candidates = self._candidates(task, claim.group + 1)
             try:
-                self.store.release_line(old_line, claim.claim_id)
-                claim.line = None
+                if claim.line:
+                    self.store.release_line(claim.line, claim.claim_id)
+                    claim.line = None
                 nxt = self.store.reserve_line(claim.claim_id, candidates, time.time(),
                                               self.config.dialer_line_lease_ttl) if candidates else None
             except REDIS_ERRORS as exc:
                 log.warning("failover of %s postponed: %s", claim.claim_id, exc)
+            if nxt is not None or time.time() >= deadline:
+                break
+            self.stopping.wait(0.2)
+            task = self.tasks.get(claim.task)
+        if claim.line is None:
+            claim.line = old_line   # where it last failed, for the result record
         if nxt is None:
             # Every remaining group failed or was full: the attempt ends with
             # the route cause; the number is not dialed again.

@@ -27,7 +27,7 @@ HOST = "demo-host"
 def _setup(r, numbers, sim):
     r.hset("cti_line@%s" % DOMAIN, mapping={
         "trunk-a": json.dumps({"params": {"gateway": "sofia/gateway/trunk-a/", "limit": 30}}),
-        "trunk-b": json.dumps({"params": {"gateway": "sofia/gateway/trunk-b/", "limit": 30,
+        "trunk-b": json.dumps({"params": {"gateway": "sofia/gateway/trunk-b/", "limit": 25,
                                          "prefix": "0"},
                                "variables": {"origination_caller_id_number": "4001"}}),
     })

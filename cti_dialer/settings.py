@@ -123,6 +123,8 @@ SETTINGS: Tuple[Setting, ...] = (
             "Seconds a line slot stays reserved without renewal; a crashed daemon's slots free themselves after this."),
     Setting("dialer", "job_timeout", "180", _positive_float,
             "Seconds to wait for an originate's BACKGROUND_JOB before asking FreeSWITCH whether the call exists."),
+    Setting("dialer", "failover_wait", "30", _positive_float,
+            "Seconds a number that failed on one line group waits for a free line in the next groups before it ends with the route cause."),
     Setting("dialer", "throttle_backoff", "1", _positive_float,
             "First pause after FreeSWITCH refuses an originate for capacity; doubles while the throttle lasts."),
     Setting("dialer", "throttle_backoff_max", "30", _positive_float,
