@@ -14,6 +14,8 @@ class Verdict(str, enum.Enum):
     ROUTE = "route"                # the line could not carry the call: try the next group
     THROTTLE = "throttle"          # FreeSWITCH refused for capacity: same group, later
     UNKNOWN = "unknown"            # we lost track (ESL drop, restart): never redialed
+    DROPPED = "dropped"            # never dialed: expired, or no line (schedule rule)
+    REJECTED = "rejected"          # never dialed: malformed or unsafe input
 
 
 # DESIGN.md §3: causes that say the route, not the callee, failed.
@@ -33,7 +35,7 @@ THROTTLE_CAUSE = "DESTINATION_OUT_OF_ORDER"
 CAUSE_UNKNOWN = "UNKNOWN"                 # outcome unknowable; not redialed
 CAUSE_NO_LINE = "NO_LINE_AVAILABLE"       # every group tried and none had a free, enabled line
 CAUSE_REJECTED = "REJECTED_INPUT"         # refused before reaching the switch
-CAUSE_TASK_GONE = "TASK_REMOVED"          # a claimed number's task was deleted or broken
+CAUSE_EXPIRED = "EXPIRED"                 # schedule member past its expires
 
 
 def classify(cause: str, *, answered: bool, channel: bool) -> Verdict:

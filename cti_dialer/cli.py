@@ -1,7 +1,6 @@
 """The ``cti-dialer`` command: a thin click layer over the daemon and the settings."""
 import json
 import logging
-import os
 import sys
 
 import click

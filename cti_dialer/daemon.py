@@ -37,6 +37,13 @@ from .store import Candidates, Store
 
 log = logging.getLogger("cti_dialer")
 
+SCHEDULE_PREFIX = "schedule:"
+# In-flight states whose outcome was decided before the result was written.
+DECIDED_STATES = {
+    "expired": (call.CAUSE_EXPIRED, Verdict.DROPPED),
+    "dropped": (call.CAUSE_NO_LINE, Verdict.DROPPED),
+    "rejected": (call.CAUSE_REJECTED, Verdict.REJECTED),
+}
 REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, OSError)
 
 
@@ -54,6 +61,14 @@ class Claim:
     attempt_no: int = 1
     attempt: Optional[Attempt] = None
     record: Dict = dataclasses.field(default_factory=dict)
+    kind: str = "queue"          # "queue": task is a task name; "schedule": a schedule config name
+    score: float = 0.0           # schedule members: the time they were due
+    expires: float = 0.0
+
+    @property
+    def owner(self):
+        """Key for per-task counters; schedule configs get their own namespace."""
+        return self.task if self.kind == "queue" else SCHEDULE_PREFIX + self.task
 
 
 class Daemon:
@@ -83,6 +98,9 @@ class Daemon:
         self.task_errors: Dict[str, str] = {}
         self.lines: Dict[str, model.Line] = {}
         self.groups: Dict[str, model.LineGroup] = {}
+        self.schedule_configs: Dict[str, model.ScheduleConfig] = {}
+        self.schedule_config_errors: Dict[str, str] = {}
+        self.schedule_wake = gevent.event.Event()
         self._reported = {}
         # live state
         self.claims: Dict[str, Claim] = {}
@@ -118,7 +136,7 @@ class Daemon:
                  self.config.esl_host, self.config.esl_port)
         self.esl.start()
         for fn in (self._watch_config, self._event_loop, self._writer_loop, self._housekeeping,
-                   self._recover_then_dispatch):
+                   self._recover_then_dispatch, self._schedule_loop):
             self._greenlets.append(gevent.spawn(self._supervise, fn))
 
     def stop(self):
@@ -230,11 +248,35 @@ class Daemon:
             self.groups.pop(name, None)
             self._report("group", name, self.keys.groups, raw, str(exc))
 
+    def _set_schedule_config(self, name, raw):
+        name = _text(name)
+        if raw is None:
+            self.schedule_configs.pop(name, None)
+            self._clear_report("schedule_config", name)
+            return
+        try:
+            config = model.parse_schedule_config(name, raw)
+        except model.ModelError as exc:
+            self.schedule_configs.pop(name, None)
+            self.schedule_config_errors[name] = str(exc)
+            self._report("schedule_config", name, self.keys.schedule_configs, raw, str(exc))
+            return
+        self.schedule_config_errors.pop(name, None)
+        self._clear_report("schedule_config", name)
+        self.schedule_configs[name] = config
+        self.schedule_wake.set()
+
     def reload_all(self):
-        """Reread every task, line and group (after a reconnect and on a timer)."""
+        """Reread every task, line, group and schedule config (after a reconnect and on a timer)."""
         template, host = self.store.read_tasks()
         lines = self.store.read_lines()
         groups = self.store.read_groups()
+        configs = self.store.read_schedule_configs()
+        for name in (set(self.schedule_configs) | set(self.schedule_config_errors)) - {_text(n) for n in configs}:
+            self.schedule_config_errors.pop(name, None)
+            self._set_schedule_config(name, None)
+        for name, raw in configs.items():
+            self._set_schedule_config(name, raw)
         for name in set(self.lines) - {_text(n) for n in lines}:
             self._set_line(name, None)
         for name, raw in lines.items():
@@ -286,8 +328,14 @@ class Daemon:
             else:
                 self._set_group(key, self.store.read_group(key))
                 self._wake_all()
-        elif table in (keymod.SCHEDULE_CONFIG_TABLE, keymod.SCHEDULE_NUMBER_TABLE):
-            log.info("config_change for %s ignored: scheduled calls are not handled by this version", table)
+        elif table == keymod.SCHEDULE_CONFIG_TABLE:
+            if key is None:
+                self.reload_all()
+            else:
+                raw = self.store.read_schedule_config(key)
+                if raw is None:
+                    self.schedule_config_errors.pop(key, None)
+                self._set_schedule_config(key, raw)
         else:
             self._report_message(channel, data, "unknown table %r" % (table,))
             return
@@ -372,21 +420,26 @@ class Daemon:
         records = self.store.inflight()
         if not records:
             return
-        requeued = followed = unknown = 0
+        requeued = followed = unknown = settled = 0
         for claim_id, rec in records.items():
             if claim_id in self.claims:
                 continue
-            if rec.get("state") != "sent":
+            state = rec.get("state")
+            if state == "claimed":
                 self.store.requeue(claim_id, rec)
                 requeued += 1
                 continue
+            claim = self._claim_from_record(claim_id, rec)
+            if state in DECIDED_STATES:
+                # Decided before the crash, result not yet written: write it now.
+                cause, verdict = DECIDED_STATES[state]
+                if state == "rejected":
+                    self._reject_claim(claim, rec.get("reason") or "rejected before a restart")
+                else:
+                    self._finish(claim, cause, verdict, tracked=False)
+                settled += 1
+                continue
             exists = _is_uuid(rec.get("uuid")) and self._uuid_exists(rec["uuid"])
-            raw = rec.get("raw", "")
-            raw = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else raw
-            claim = Claim(claim_id=claim_id, task=rec.get("task", ""), queue=rec.get("queue", ""), raw=raw,
-                          entry=_parse_or_none(raw), line=rec.get("line"), group=int(rec.get("group", 0)),
-                          claimed_at=float(rec.get("claimed_at", 0)), attempt_no=int(rec.get("attempt", 1)),
-                          record=rec)
             claim.attempt = Attempt(uuid=rec.get("uuid", ""), line=claim.line or "", group_index=claim.group,
                                     sent_at=float(rec.get("sent_at", 0)))
             if exists:
@@ -399,7 +452,24 @@ class Daemon:
                 self._finish(claim, call.CAUSE_UNKNOWN, Verdict.UNKNOWN)
                 unknown += 1
         log.info("recovered in-flight numbers: %d requeued (never dialed), %d still up and followed, "
-                 "%d ended while we were away (recorded as UNKNOWN)", requeued, followed, unknown)
+                 "%d ended while we were away (recorded as UNKNOWN), %d decided results written",
+                 requeued, followed, unknown, settled)
+
+    def _claim_from_record(self, claim_id, rec):
+        raw = rec.get("raw", "")
+        raw = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else raw
+        kind = rec.get("kind", "queue")
+        entry, expires = _parse_or_none(raw), 0.0
+        if kind == "schedule":
+            try:
+                scheduled = model.parse_scheduled(raw)
+                entry, expires = scheduled.entry, scheduled.expires
+            except model.ModelError:
+                entry = None
+        return Claim(claim_id=claim_id, task=rec.get("task", ""), queue=rec.get("queue", ""), raw=raw,
+                     entry=entry, line=rec.get("line") or None, group=int(rec.get("group", 0)),
+                     claimed_at=float(rec.get("claimed_at", 0)), attempt_no=int(rec.get("attempt", 1)),
+                     record=rec, kind=kind, score=float(rec.get("score") or 0), expires=expires)
 
     def _candidates(self, task, start_group=0) -> Candidates:
         groups = []
@@ -497,20 +567,27 @@ class Daemon:
             self._reject_claim(claim, reason)
         self._send(claims, commands)
 
-    def _command(self, task, claim, line):
+    def _source(self, claim):
+        """The task or schedule config a claim dials for (None once deleted or broken)."""
+        if claim.kind == "schedule":
+            return self.schedule_configs.get(claim.task)
+        return self.tasks.get(claim.task)
+
+    def _command(self, source, claim, line):
         uuid = str(uuidlib.uuid4())
         claim.attempt = Attempt(uuid=uuid, line=line.name, group_index=claim.group, sent_at=time.time())
-        variables = model.channel_variables(claim.entry.variables, task.host_variables, task.template_variables,
+        # number < task@host < task@template < line (queue); number < config < line (schedule)
+        variables = model.channel_variables(claim.entry.variables, *source.variable_layers(),
                                             line.variables, own={"origination_uuid": uuid})
         cmd = originate.build_originate(variables, line.gateway, line.prefix, claim.entry.number,
-                                        task.extension, task.dialplan, task.context)
+                                        source.extension, source.dialplan, source.context)
         return originate.build_bgapi(cmd, uuid)
 
     def _record(self, claim):
-        return {"kind": "queue", "task": claim.task, "queue": claim.queue,
+        return {"kind": claim.kind, "task": claim.task, "queue": claim.queue,
                 "raw": claim.raw.decode("utf-8", "surrogateescape"), "line": claim.line, "group": claim.group,
                 "state": "sent", "uuid": claim.attempt.uuid, "claimed_at": claim.claimed_at,
-                "sent_at": claim.attempt.sent_at, "attempt": claim.attempt_no}
+                "sent_at": claim.attempt.sent_at, "attempt": claim.attempt_no, "score": claim.score}
 
     def _send(self, claims, commands):
         """Mark the claims sent in Redis, then write their originates."""
@@ -531,7 +608,7 @@ class Daemon:
         replies = []
         for claim in claims:
             self._track(claim)
-            self.stats[claim.task]["dialed"] += 1
+            self.stats[claim.owner]["dialed"] += 1
             try:
                 replies.append((claim, self.esl.send_async(commands[claim.claim_id])))
             except EslError:
@@ -551,32 +628,121 @@ class Daemon:
                 # reconnect, then settled with uuid_exists.
                 pass
 
+    def _requeue_later(self, claim):
+        rec = self._record(claim)
+        rec["state"] = "claimed"
+        self.pending_requeues.append((claim.claim_id, rec))
+        self.write_wake.set()
+        self.by_uuid[claim.attempt.uuid] = claim
+        self._untrack(claim)
+
     def _track(self, claim):
         self.claims[claim.claim_id] = claim
         self.by_uuid[claim.attempt.uuid] = claim
-        self.active[claim.task] += 1
+        self.active[claim.owner] += 1
 
     def _untrack(self, claim):
         self.claims.pop(claim.claim_id, None)
         if claim.attempt is not None:
             self.by_uuid.pop(claim.attempt.uuid, None)
-        if self.active[claim.task] > 0:
-            self.active[claim.task] -= 1
-        self._wake(claim.task)
+        if self.active[claim.owner] > 0:
+            self.active[claim.owner] -= 1
+        self._wake(claim.owner)
         if self.line_starved:
             starved, self.line_starved = self.line_starved, set()
             for name in starved:
                 self._wake(name)
 
     def _reject_claim(self, claim, reason):
-        log.error("rejected number entry from %s (task %r): %s", claim.queue, claim.task, reason)
+        log.error("rejected number entry from %s (%s %r): %s", claim.queue,
+                  "task" if claim.kind == "queue" else "schedule config", claim.task, reason)
         ts = time.time()
         rejected = {"ts": ts, "host": self.host, "kind": "number", "name": claim.task, "source": claim.queue,
                     "raw": model.raw_repr(claim.raw), "reason": reason}
-        result = self._result(claim, call.CAUSE_REJECTED, Verdict.CALLEE, ts)
+        result = self._result(claim, call.CAUSE_REJECTED, Verdict.REJECTED, ts)
         result["error"] = reason
         self._queue_write(claim.claim_id, claim.line, result, rejected)
-        self.stats[claim.task]["rejected"] += 1
+        self.stats[claim.owner]["rejected"] += 1
+
+    # --- scheduled calls ---------------------------------------------------------------
+
+    def _schedule_loop(self):
+        """Dial due members of the schedule set; poll cost is O(log N) in the set's size."""
+        self.recovered.wait()
+        while not self.stopping.is_set():
+            more = False
+            if self.esl.ready.is_set() and self.redis_ok.is_set() and time.time() >= self.throttle_until:
+                try:
+                    more = self._schedule_once(time.time())
+                except REDIS_ERRORS as exc:
+                    log.warning("schedule poll failed: %s", exc)
+            if not more:
+                self.schedule_wake.wait(self.config.dialer_schedule_poll_interval)
+                self.schedule_wake.clear()
+
+    def _schedule_once(self, now) -> bool:
+        """Claim and dial one batch of due members; True when more may be due."""
+        batch = self.config.dialer_claim_batch
+        members = self.store.due_members(now, batch)
+        if not members:
+            return False
+        items, parsed = [], {}
+        for member, score in members:
+            claim_id = str(uuidlib.uuid4())
+            try:
+                scheduled = model.parse_scheduled(member)
+            except model.ModelError as exc:
+                self._reject_scheduled(member, score, claim_id, "", str(exc), now)
+                continue
+            config = self.schedule_configs.get(scheduled.config)
+            if config is None:
+                error = self.schedule_config_errors.get(scheduled.config)
+                reason = ("schedule config %r is invalid: %s" % (scheduled.config, error) if error
+                          else "schedule config %r does not exist in %s" % (scheduled.config,
+                                                                              self.keys.schedule_configs))
+                self._reject_scheduled(member, score, claim_id, scheduled.config, reason, now)
+                continue
+            items.append((member, claim_id, scheduled.expires, config.name, self._candidates(config)))
+            parsed[claim_id] = (scheduled, score, config)
+        replies = self.store.claim_scheduled(items, now, self.config.dialer_line_lease_ttl,
+                                             self.config.dialer_schedule_retry_delay) if items else []
+        claims, commands = [], {}
+        for (member, claim_id, _, _, _), (status, line_name, group) in zip(items, replies):
+            scheduled, score, config = parsed[claim_id]
+            claim = Claim(claim_id=claim_id, task=config.name, queue=self.keys.schedule_numbers, raw=member,
+                          entry=scheduled.entry, line=line_name, group=group or 0, claimed_at=now,
+                          kind="schedule", score=score, expires=scheduled.expires)
+            if status == "ok":
+                try:
+                    commands[claim_id] = self._command(config, claim, self.lines[line_name])
+                except (KeyError, originate.UnsafeValue) as exc:
+                    self._reject_claim(claim, str(exc) if not isinstance(exc, KeyError) else "line vanished")
+                    continue
+                claims.append(claim)
+            elif status == "expired":
+                log.info("schedule member %s (config %r) expired at %s: not called",
+                         scheduled.entry.number, config.name, scheduled.expires)
+                self._finish(claim, call.CAUSE_EXPIRED, Verdict.DROPPED, tracked=False)
+                self.stats[claim.owner]["expired"] += 1
+            elif status == "dropped":
+                log.info("schedule member %s (config %r): no line available and %s: dropped",
+                         scheduled.entry.number, config.name,
+                         "expires is 0" if not scheduled.expires else "expires is too close")
+                self._finish(claim, call.CAUSE_NO_LINE, Verdict.DROPPED, tracked=False)
+                self.stats[claim.owner]["dropped"] += 1
+            elif status == "requeued":
+                log.info("schedule member %s (config %r): no line available, written back for %s",
+                         scheduled.entry.number, config.name, line_name)
+                self.stats[claim.owner]["requeued"] += 1
+        self._send(claims, commands)
+        return len(members) == batch
+
+    def _reject_scheduled(self, member, score, claim_id, config_name, reason, now):
+        if not self.store.take_rejected(member, claim_id, now, reason, config_name):
+            return      # another daemon took it first
+        claim = Claim(claim_id=claim_id, task=config_name, queue=self.keys.schedule_numbers, raw=member,
+                      entry=None, line=None, group=0, claimed_at=now, kind="schedule", score=score)
+        self._reject_claim(claim, reason)
 
     # --- events ----------------------------------------------------------------------
 
@@ -629,12 +795,13 @@ class Daemon:
         self.throttle_delay = 0.0
         self._finish(claim, cause, verdict)
 
-    def _finish(self, claim, cause, verdict):
+    def _finish(self, claim, cause, verdict, tracked=True):
         ts = time.time()
         result = self._result(claim, cause, verdict, ts)
         self._queue_write(claim.claim_id, claim.line, result, None)
-        self._untrack(claim)
-        counters = self.stats[claim.task]
+        if tracked:
+            self._untrack(claim)
+        counters = self.stats[claim.owner]
         if verdict == Verdict.ANSWERED:
             counters["answered"] += 1
         else:
@@ -648,7 +815,8 @@ class Daemon:
     def _result(self, claim, cause, verdict, ts):
         att = claim.attempt
         return {
-            "ts": ts, "host": self.host, "kind": "queue", "task": claim.task, "queue": claim.queue,
+            "ts": ts, "host": self.host, "kind": claim.kind, "queue": claim.queue,
+            ("task" if claim.kind == "queue" else "config"): claim.task,
             "number": claim.entry.number if claim.entry else model.raw_repr(claim.raw, 200),
             "line": claim.line or "", "group_index": claim.group,
             "line_group": self._group_name(claim),
@@ -657,17 +825,18 @@ class Daemon:
             "billsec": att.billsec if att else 0, "claimed_at": claim.claimed_at,
             "sent_at": att.sent_at if att else "", "answered_at": att.answered_at if att else "",
             "ended_at": (att.ended_at if att and att.ended_at else ts),
+            **({"scheduled_at": claim.score, "expires": claim.expires} if claim.kind == "schedule" else {}),
         }
 
     def _group_name(self, claim):
-        task = self.tasks.get(claim.task)
+        task = self._source(claim)
         if task is None or claim.group >= len(task.line_groups):
             return ""
         return task.line_groups[claim.group]
 
     def _fail_over(self, claim, cause):
         """Route failure on one group: the same number on the next group, once per group."""
-        task = self.tasks.get(claim.task)
+        task = self._source(claim)
         old_line = claim.line
         log.info("route failure %s on line %s (task %r, group %d): failing over",
                  cause, old_line, claim.task, claim.group)
@@ -688,7 +857,7 @@ class Daemon:
             if nxt is not None or time.time() >= deadline:
                 break
             self.stopping.wait(0.2)
-            task = self.tasks.get(claim.task)
+            task = self._source(claim)
         if claim.line is None:
             claim.line = old_line   # where it last failed, for the result record
         if nxt is None:
@@ -708,7 +877,7 @@ class Daemon:
             log.error("failover of %s impossible: %s", claim.claim_id, exc)
             return
         self.claims.pop(claim.claim_id, None)
-        self.active[claim.task] -= 1
+        self.active[claim.owner] -= 1
         self._send([claim], {claim.claim_id: cmd})
 
     def _retry_throttled(self, claim):
@@ -722,18 +891,18 @@ class Daemon:
             self.throttle_until = now + self.throttle_delay
             log.warning("FreeSWITCH throttling (DESTINATION_OUT_OF_ORDER without a channel): pausing %.1fs",
                         self.throttle_delay)
-        self.stats[claim.task]["throttled"] += 1
+        self.stats[claim.owner]["throttled"] += 1
         while time.time() < self.throttle_until and not self.stopping.is_set():
             gevent.sleep(self.throttle_until - time.time())
-        task = self.tasks.get(claim.task)
+        task = self._source(claim)
         line = self.lines.get(claim.line)
         if task is None or line is None or self.stopping.is_set():
-            self.by_uuid[claim.attempt.uuid] = claim
-            self._finish(claim, call.THROTTLE_CAUSE, Verdict.CALLEE)
+            # It never rang: back where it came from rather than lost.
+            self._requeue_later(claim)
             return
         cmd = self._command(task, claim, line)
         self.claims.pop(claim.claim_id, None)
-        self.active[claim.task] -= 1
+        self.active[claim.owner] -= 1
         self._send([claim], {claim.claim_id: cmd})
 
     # --- writes ------------------------------------------------------------------------

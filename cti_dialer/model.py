@@ -116,6 +116,36 @@ class Task:
     template_variables: Tuple[Tuple[str, str], ...]
     source: str          # "template", "host" or "template+host"
 
+    kind = "queue"
+
+    def variable_layers(self):
+        """Task variables in precedence order, lowest first (host, then template)."""
+        return (self.host_variables, self.template_variables)
+
+
+@dataclasses.dataclass(frozen=True)
+class ScheduleConfig:
+    name: str
+    line_groups: Tuple[str, ...]
+    extension: str
+    dialplan: str
+    context: str
+    variables: Tuple[Tuple[str, str], ...]
+
+    kind = "schedule"
+    enable = True
+
+    def variable_layers(self):
+        return (self.variables,)
+
+
+@dataclasses.dataclass(frozen=True)
+class ScheduledNumber:
+    """A member of the schedule sorted set, parsed."""
+    entry: "NumberEntry"
+    config: str
+    expires: float            # unix time; 0 = never
+
 
 @dataclasses.dataclass(frozen=True)
 class Line:
@@ -215,6 +245,72 @@ def _as_text(value):
     if isinstance(value, bool) or value is None or isinstance(value, (dict, list)):
         raise ModelError("destination must be text, not %r" % (value,))
     return str(value)
+
+
+SCHEDULE_PARAMS = frozenset({"line_group", "destination_extension", "destination_dialplan",
+                             "destination_context"})
+
+
+def parse_schedule_config(name, raw):
+    """A cti_schedule_dialer_config entry: line groups, destination and variables."""
+    name = check_name(name, "schedule config")
+    where = "schedule config %r" % name
+    doc = loads(raw)
+    params = dict(TASK_DEFAULTS)
+    section = _section(doc, "params", where)
+    unknown = sorted(set(section) - SCHEDULE_PARAMS)
+    if unknown:
+        raise ModelError("%s: unknown params %s" % (where, ", ".join(unknown)))
+    params.update(section)
+    for required in ("line_group", "destination_extension"):
+        if required not in params:
+            raise ModelError("%s: %s is missing" % (where, required))
+    try:
+        extension, dialplan, context = originate.check_destination(
+            _as_text(params["destination_extension"]), _as_text(params["destination_dialplan"]),
+            _as_text(params["destination_context"]))
+    except originate.UnsafeValue as exc:
+        raise ModelError("%s: %s" % (where, exc)) from None
+    return ScheduleConfig(
+        name=name, line_groups=_name_list(params["line_group"], where + ": line_group"),
+        extension=extension, dialplan=dialplan, context=context,
+        variables=tuple(_check_variables(_section(doc, "variables", where), where + " variables").items()))
+
+
+def parse_scheduled(raw):
+    """A schedule member: number entry JSON whose params also carry config and expires."""
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    if not text.strip().startswith("{"):
+        raise ModelError("schedule member must be JSON with params.number and params.config")
+    entry = parse_number(raw)
+    config = entry.params.get("config")
+    if not isinstance(config, str) or not config:
+        raise ModelError("schedule member: params.config must name a schedule config, not %r" % (config,))
+    expires = entry.params.get("expires", 0)
+    if expires is None:
+        expires = 0
+    if isinstance(expires, bool) or not isinstance(expires, (int, float)) or expires < 0:
+        raise ModelError("schedule member: params.expires must be a unix time or 0, not %r" % (expires,))
+    return ScheduledNumber(entry=entry, config=config, expires=float(expires))
+
+
+def no_line_decision(now, expires, delay=60):
+    """What to do with a due schedule member when no line is free (the seed's rule).
+
+    Returns the new score to write it back with, or None to drop it: it is
+    dropped when ``expires`` is 0 or when now + delay is past ``expires``.
+    """
+    if not expires:
+        return None
+    retry_at = now + delay
+    if retry_at > expires:
+        return None
+    return retry_at
+
+
+def is_expired(now, expires):
+    """Past ``expires`` a number is not called; 0 means it never expires."""
+    return bool(expires) and now > expires
 
 
 def parse_line(name, raw):

@@ -121,6 +121,88 @@ return {}
 """
 
 
+# Claim one due schedule member: with a line slot, or apply the seed's rule.
+#
+# KEYS[1]      schedule sorted set (score = unix time to call)
+# KEYS[2]      this host's in-flight hash
+# KEYS[3..]    line lease sorted sets, in ARGV order
+# ARGV[1]      now, ARGV[2] lease expiry, ARGV[3] member, ARGV[4] claim id
+# ARGV[5]      expires (unix time, 0 = never), ARGV[6] write-back delay (60)
+# ARGV[7]      schedule config name
+# ARGV[8]      number of groups G, then per group: n, then n (line name, limit) pairs
+#
+# Returns one of
+#   {"gone"}                 not in the set or not due (another daemon took it)
+#   {"ok", line, group}      removed from the set, lease taken, in-flight "claimed"
+#   {"expired"}              past expires: removed, in-flight "expired"
+#   {"requeued", score}      no free line: written back at now + delay
+#   {"dropped"}              no free line and expires is 0 or too close: removed,
+#                            in-flight "dropped"
+# Every outcome that removes the member leaves it in the in-flight hash, so a
+# crash before its result is written loses nothing.
+CLAIM_SCHEDULED = r"""
+local now = tonumber(ARGV[1])
+local expiry = tonumber(ARGV[2])
+local member = ARGV[3]
+local id = ARGV[4]
+local expires = tonumber(ARGV[5])
+local delay = tonumber(ARGV[6])
+local score = redis.call('ZSCORE', KEYS[1], member)
+if not score or tonumber(score) > now then return {'gone'} end
+local function park(state, line, group)
+  redis.call('ZREM', KEYS[1], member)
+  redis.call('HSET', KEYS[2], id, cjson.encode({kind = 'schedule', task = ARGV[7], queue = KEYS[1],
+    raw = member, score = tonumber(score), line = line, group = group, state = state,
+    claimed_at = now, attempt = 1}))
+end
+if expires > 0 and now > expires then park('expired', '', 0); return {'expired'} end
+local ngroups = tonumber(ARGV[8])
+local a = 9
+local k = 3
+for g = 1, ngroups do
+  local n = tonumber(ARGV[a]); a = a + 1
+  local best = nil
+  for i = 1, n do
+    local key = KEYS[k]; k = k + 1
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+    local count = redis.call('ZCARD', key)
+    local limit = tonumber(ARGV[a + 1])
+    if count < limit and (best == nil or count / limit < best.ratio) then
+      best = {key = key, name = ARGV[a], ratio = count / limit}
+    end
+    a = a + 2
+  end
+  if best then
+    redis.call('ZADD', best.key, expiry, id)
+    park('claimed', best.name, g - 1)
+    return {'ok', best.name, g - 1}
+  end
+end
+if expires > 0 and now + delay <= expires then
+  redis.call('ZADD', KEYS[1], 'XX', now + delay, member)
+  return {'requeued', tostring(now + delay)}
+end
+park('dropped', '', 0)
+return {'dropped'}
+"""
+
+# Take a malformed schedule member out of the set into the in-flight hash
+# (state "rejected"), only if it is still there.
+#
+# KEYS[1] schedule sorted set, KEYS[2] in-flight hash
+# ARGV[1] member, ARGV[2] claim id, ARGV[3] now, ARGV[4] reason, ARGV[5] config name (may be "")
+# Returns 1 when taken, 0 when another daemon already did.
+TAKE_REJECTED = r"""
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not score then return 0 end
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[2], cjson.encode({kind = 'schedule', task = ARGV[5], queue = KEYS[1],
+  raw = ARGV[1], score = tonumber(score), state = 'rejected', reason = ARGV[4],
+  claimed_at = tonumber(ARGV[3]), attempt = 1}))
+return 1
+"""
+
+
 class Candidates:
     """Line groups flattened for the scripts: [(group lines [(name, limit)])]."""
 
@@ -173,6 +255,8 @@ class Store:
         self.rejected_maxlen = rejected_maxlen
         self._claim = client.register_script(CLAIM_NUMBERS)
         self._reserve = client.register_script(RESERVE_LINE)
+        self._claim_scheduled = client.register_script(CLAIM_SCHEDULED)
+        self._take_rejected = client.register_script(TAKE_REJECTED)
 
     # --- configuration ------------------------------------------------------------
 
@@ -227,6 +311,41 @@ class Store:
             return None
         return _text(reply[0]), int(reply[1])
 
+    def due_members(self, now: float, count: int) -> List[Tuple[bytes, float]]:
+        """The earliest due schedule members (score <= now); O(log N + count)."""
+        return self.r.zrangebyscore(self.keys.schedule_numbers, "-inf", now, start=0, num=count,
+                                    withscores=True)
+
+    def claim_scheduled(self, items: Sequence[Tuple[bytes, str, float, str, Candidates]], now: float,
+                        lease_ttl: float, delay: float = 60):
+        """Run CLAIM_SCHEDULED for (member, claim_id, expires, config, candidates) in one round trip."""
+        pipe = self.r.pipeline(transaction=False)
+        for member, claim_id, expires, config, candidates in items:
+            self._claim_scheduled(keys=[self.keys.schedule_numbers, self.keys.inflight] + candidates.keys(self.keys),
+                                  args=[now, now + lease_ttl, member, claim_id, expires, delay, config]
+                                  + candidates.args(), client=pipe)
+        out = []
+        for reply in pipe.execute():
+            status = _text(reply[0])
+            if status == "ok":
+                out.append((status, _text(reply[1]), int(reply[2])))
+            elif status == "requeued":
+                out.append((status, float(reply[1]), None))
+            else:
+                out.append((status, None, None))
+        return out
+
+    def take_rejected(self, member: bytes, claim_id: str, now: float, reason: str, config: str = "") -> bool:
+        """Move a malformed member into the in-flight hash (state "rejected"); False if already gone."""
+        return bool(self._take_rejected(keys=[self.keys.schedule_numbers, self.keys.inflight],
+                                        args=[member, claim_id, now, reason, config]))
+
+    def read_schedule_configs(self) -> Dict[bytes, bytes]:
+        return self.r.hgetall(self.keys.schedule_configs)
+
+    def read_schedule_config(self, name) -> Optional[bytes]:
+        return self.r.hget(self.keys.schedule_configs, name)
+
     def mark_sent(self, records: Dict[str, Dict]):
         """Record, before any originate goes out, which uuid each claim is dialed with.
 
@@ -271,7 +390,11 @@ class Store:
         raw = record.get("raw")
         if isinstance(raw, str):
             raw = raw.encode("utf-8", "surrogateescape")
-        pipe.rpush(record["queue"], raw)
+        if record.get("kind") == "schedule":
+            # Back at its own time: it is due again at once if that has passed.
+            pipe.zadd(record["queue"], {raw: float(record.get("score") or 0)})
+        else:
+            pipe.rpush(record["queue"], raw)
         pipe.hdel(self.keys.inflight, claim_id)
         if record.get("line"):
             pipe.zrem(self.keys.line_lease(record["line"]), claim_id)

@@ -126,3 +126,45 @@ def test_renew_leases_only_touches_existing(store):
     store.claim_numbers("q", "t", Candidates([[("a", 5)]]), ids(1), 100.0, 60)
     store.renew_leases([("a", "c0"), ("a", "gone")], 200.0, 60)
     assert store.r.zrange(KEYS.line_lease("a"), 0, -1, withscores=True) == [(b"c0", 260.0)]
+
+
+SCHED = KEYS.schedule_numbers
+
+
+def test_due_members_only_due_in_order(store):
+    store.r.zadd(SCHED, {"a": 100, "b": 50, "c": 200})
+    assert store.due_members(150, 10) == [(b"b", 50.0), (b"a", 100.0)]
+    assert store.due_members(150, 1) == [(b"b", 50.0)]
+
+
+def test_claim_scheduled_outcomes(store):
+    store.r.zadd(SCHED, {"ok": 90, "exp": 90, "back": 90, "drop": 90, "future": 500})
+    cands = Candidates([[("l1", 1)]])
+    replies = store.claim_scheduled([(b"ok", "c1", 0, "cfg", cands), (b"exp", "c2", 99, "cfg", cands),
+                                     (b"back", "c3", 1000, "cfg", cands), (b"drop", "c4", 0, "cfg", cands),
+                                     (b"future", "c5", 0, "cfg", cands), (b"absent", "c6", 0, "cfg", cands)],
+                                    100.0, 60, delay=60)
+    assert replies == [("ok", "l1", 0), ("expired", None, None), ("requeued", 160.0, None),
+                       ("dropped", None, None), ("gone", None, None), ("gone", None, None)]
+    assert store.r.zrange(SCHED, 0, -1, withscores=True) == [(b"back", 160.0), (b"future", 500.0)]
+    inflight = store.inflight()
+    assert {k: v["state"] for k, v in inflight.items()} == {"c1": "claimed", "c2": "expired", "c4": "dropped"}
+    assert inflight["c1"]["kind"] == "schedule" and inflight["c1"]["score"] == 90
+    assert inflight["c1"]["task"] == "cfg" and inflight["c1"]["line"] == "l1"
+    # a claimed member requeued after a crash is due again at its own time
+    store.requeue("c1", inflight["c1"])
+    assert store.r.zscore(SCHED, "ok") == 90.0
+
+
+def test_claim_scheduled_second_claimer_gets_gone(store):
+    store.r.zadd(SCHED, {"m": 90})
+    cands = Candidates([[("l1", 5)]])
+    assert store.claim_scheduled([(b"m", "c1", 0, "cfg", cands)], 100.0, 60)[0][0] == "ok"
+    assert store.claim_scheduled([(b"m", "c2", 0, "cfg", cands)], 100.0, 60)[0][0] == "gone"
+
+
+def test_take_rejected_once(store):
+    store.r.zadd(SCHED, {"bad": 90})
+    assert store.take_rejected(b"bad", "c1", 100.0, "why") is True
+    assert store.take_rejected(b"bad", "c2", 100.0, "why") is False
+    assert store.inflight()["c1"]["reason"] == "why" and store.r.zcard(SCHED) == 0
