@@ -82,9 +82,10 @@ def test_variable_precedence_and_commas(r, sim, daemon):
                                                "absolute_codec_string": "pcma,pcmu,g729"}}))
     r.hset("cti_queue_dialer_task@fs1", "t1", json.dumps({
         "params": {}, "variables": {"v_all": "host", "v_host": "host", "v_num": "host"}}))
+    publish(r, "cti_queue_dialer_task", "t1")
+    daemon.wait_log("table=cti_queue_dialer_task key=t1 applied")
     push(r, "queue:t1", {"params": {"number": "6001"},
                          "variables": {"v_all": "number", "v_num": "number", "v_only_num": "number"}})
-    publish(r, "cti_queue_dialer_task", "t1")
     finished(r, 1)
     o = sim.originates()[0]
     assert o.number == "96001" and o.endpoint == "gw1"
@@ -108,11 +109,12 @@ def test_host_overrides_host_only_and_switched_off(r, sim, daemon):
     r.hset("cti_queue_dialer_task@fs1", "mine", json.dumps({"params": task_params(number_queue="q:mine")}))
     r.hset("cti_queue_dialer_task@other-host", "theirs", json.dumps({"params": task_params(number_queue="q:x")}))
     sim.default_outcome = Outcome.answer(ring_ms=0, hold_ms=200)
+    publish(r, "cti_queue_dialer_task")
+    daemon.wait_log("table=cti_queue_dialer_task key=None applied")
     push(r, "q:on", "7001", "7002", "7003")
     push(r, "q:off", "7101")
     push(r, "q:mine", "7201")
     push(r, "q:x", "7301")
-    publish(r, "cti_queue_dialer_task")
     finished(r, 4)
     assert sorted(dialed(sim)) == ["7001", "7002", "7003", "7201"]
     assert sim.max_concurrent <= 2          # "on" at limit 1 plus at most the host-only task

@@ -1,0 +1,90 @@
+"""``python -m cti_dialer.fsim``: run the simulator until SIGTERM or SIGINT."""
+import argparse
+import json
+import logging
+import signal
+import sys
+from typing import Any, Dict, List, Optional
+
+import gevent
+import gevent.event
+
+from .outcome import Outcome
+from .server import FreeSwitchSimulator
+
+log = logging.getLogger("cti_dialer.fsim")
+
+
+def _limit(name: str, value: Any) -> Optional[int]:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError("%s must be null or a non-negative integer, got %r" % (name, value))
+    return value
+
+
+def apply_script(sim: FreeSwitchSimulator, script: Dict[str, Any]) -> None:
+    """Load a JSON script (see the module docs) into the simulator."""
+    if not isinstance(script, dict):
+        raise ValueError("the script must be a JSON object")
+    unknown = set(script) - {"default", "gateways", "numbers", "sps", "max_sessions"}
+    if unknown:
+        raise ValueError("unknown script key(s): %s" % ", ".join(sorted(unknown)))
+    if "default" in script:
+        sim.default_outcome = Outcome.from_dict(script["default"])
+    for key, setter in (("gateways", sim.script_gateway), ("numbers", sim.script_number)):
+        table = script.get(key) or {}
+        if not isinstance(table, dict):
+            raise ValueError("%s must be an object" % key)
+        for name, outcome in table.items():
+            setter(str(name), Outcome.from_dict(outcome))
+    sim.sps = _limit("sps", script.get("sps"))
+    sim.max_sessions = _limit("max_sessions", script.get("max_sessions"))
+
+
+def _parse_args(argv: Optional[List[str]]):
+    parser = argparse.ArgumentParser(prog="python -m cti_dialer.fsim",
+                                     description="FreeSWITCH event-socket simulator")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8021)
+    parser.add_argument("--password", default="ClueCon")
+    parser.add_argument("--script", help="JSON file with outcomes and throttles")
+    parser.add_argument("--gateways", help="comma-separated known gateway names (others are INVALID_GATEWAY)")
+    parser.add_argument("--log-level", default="INFO")
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = _parse_args(argv)
+    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+                        stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    gateways = None
+    if args.gateways is not None:
+        gateways = [g.strip() for g in args.gateways.split(",") if g.strip()]
+    sim = FreeSwitchSimulator(host=args.host, port=args.port, password=args.password, gateways=gateways)
+    if args.script:
+        try:
+            with open(args.script, encoding="utf-8") as fh:
+                apply_script(sim, json.load(fh))
+        except (OSError, ValueError) as exc:
+            log.error("cannot load script %s: %s", args.script, exc)
+            return 2
+    try:
+        sim.start()
+    except OSError as exc:
+        log.error("cannot listen on %s:%s: %s", args.host, args.port, exc)
+        return 1
+    stop = gevent.event.Event()
+    handlers = [gevent.signal_handler(sig, stop.set) for sig in (signal.SIGTERM, signal.SIGINT)]
+    print("fsim listening on %s:%s" % (args.host, sim.port), flush=True)
+    try:
+        stop.wait()
+    finally:
+        for handler in handlers:
+            handler.cancel()
+        sim.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""What the simulated far end does with one originate."""
+import dataclasses
+from typing import Any, Dict, Optional
+
+# Kinds that carry a fixed hangup cause; "hangup" and "fail" take theirs
+# from the caller.
+_FIXED_CAUSES = {
+    "answer": "NORMAL_CLEARING",
+    "busy": "USER_BUSY",
+    "no_answer": "NO_ANSWER",
+    "reject": "CALL_REJECTED",
+}
+KINDS = tuple(_FIXED_CAUSES) + ("hangup", "fail")
+
+
+def _check_cause(cause: Any) -> str:
+    if not isinstance(cause, str) or not cause:
+        raise ValueError("cause must be a non-empty string, got %r" % (cause,))
+    # The cause ends up verbatim in "-ERR <cause>\n" bodies and event headers;
+    # a space or control character there would change how clients parse it.
+    if any(c.isspace() or ord(c) < 0x20 for c in cause):
+        raise ValueError("cause must not contain whitespace: %r" % (cause,))
+    return cause
+
+
+def _check_ms(name: str, value: Any, allow_none: bool = False) -> Optional[int]:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ValueError("%s must be a non-negative number of milliseconds, got %r" % (name, value))
+    return int(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """A scripted result.
+
+    ``channel`` False means the call fails before a channel exists (route
+    failure): only the job result is produced, no channel events.
+    ``hold_ms`` None keeps an answered call up until it is killed.
+    """
+
+    kind: str = "answer"
+    cause: str = "NORMAL_CLEARING"
+    ring_ms: int = 0
+    hold_ms: Optional[int] = 0
+    channel: bool = True
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError("unknown outcome kind %r (expected one of %s)" % (self.kind, ", ".join(KINDS)))
+        _check_cause(self.cause)
+        _check_ms("ring_ms", self.ring_ms)
+        _check_ms("hold_ms", self.hold_ms, allow_none=True)
+        if self.kind == "answer" and not self.channel:
+            raise ValueError("an answered call needs a channel")
+
+    # --- factories ---------------------------------------------------------
+
+    @classmethod
+    def answer(cls, ring_ms: int = 0, hold_ms: Optional[int] = 0) -> "Outcome":
+        return cls("answer", "NORMAL_CLEARING", _check_ms("ring_ms", ring_ms),
+                   _check_ms("hold_ms", hold_ms, allow_none=True), True)
+
+    @classmethod
+    def busy(cls, ring_ms: int = 0) -> "Outcome":
+        return cls("busy", "USER_BUSY", _check_ms("ring_ms", ring_ms), 0, True)
+
+    @classmethod
+    def no_answer(cls, ring_ms: int = 0) -> "Outcome":
+        return cls("no_answer", "NO_ANSWER", _check_ms("ring_ms", ring_ms), 0, True)
+
+    @classmethod
+    def reject(cls, ring_ms: int = 0) -> "Outcome":
+        return cls("reject", "CALL_REJECTED", _check_ms("ring_ms", ring_ms), 0, True)
+
+    @classmethod
+    def hangup(cls, cause: str, ring_ms: int = 0) -> "Outcome":
+        return cls("hangup", _check_cause(cause), _check_ms("ring_ms", ring_ms), 0, True)
+
+    @classmethod
+    def fail(cls, cause: str, channel: bool = False, ring_ms: int = 0) -> "Outcome":
+        return cls("fail", _check_cause(cause), _check_ms("ring_ms", ring_ms), 0, bool(channel))
+
+    # --- JSON form (CLI scripts) -------------------------------------------
+
+    def to_dict(self) -> Dict[str, Any]:
+        d: Dict[str, Any] = {"kind": self.kind, "ring_ms": self.ring_ms}
+        if self.kind == "answer":
+            d["hold_ms"] = self.hold_ms
+        if self.kind in ("hangup", "fail"):
+            d["cause"] = self.cause
+        if self.kind == "fail":
+            d["channel"] = self.channel
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "Outcome":
+        if not isinstance(d, dict):
+            raise ValueError("an outcome must be a JSON object, got %r" % (d,))
+        known = {"kind", "cause", "ring_ms", "hold_ms", "channel"}
+        extra = set(d) - known
+        if extra:
+            raise ValueError("unknown outcome field(s): %s" % ", ".join(sorted(extra)))
+        kind = d.get("kind", "answer")
+        ring_ms = d.get("ring_ms", 0)
+        if kind == "answer":
+            return cls.answer(ring_ms=ring_ms, hold_ms=d.get("hold_ms", 0))
+        if kind in ("busy", "no_answer", "reject"):
+            return getattr(cls, kind)(ring_ms=ring_ms)
+        if kind == "hangup":
+            return cls.hangup(d.get("cause"), ring_ms=ring_ms)
+        if kind == "fail":
+            channel = d.get("channel", False)
+            if not isinstance(channel, bool):
+                raise ValueError("channel must be true or false, got %r" % (channel,))
+            return cls.fail(d.get("cause"), channel=channel, ring_ms=ring_ms)
+        raise ValueError("unknown outcome kind %r (expected one of %s)" % (kind, ", ".join(KINDS)))
