@@ -112,8 +112,10 @@ def _watch(r, total, proc, timeout=600):
             return 1
         done = r.xlen(results_key)
         active = r.hlen("cti_dialer_inflight@%s" % HOST)
-        click.echo("\r%5.1fs  finished %d/%d  in flight %d  queued %d   " % (
-            time.monotonic() - started, done, total, active, r.llen("queue:demo")), nl=False)
+        # One line per update when piped (logs, CI); redrawn in place on a terminal.
+        tty = sys.stdout.isatty()
+        click.echo("%s%5.1fs  finished %d/%d  in flight %d  queued %d   " % (
+            "\r" if tty else "", time.monotonic() - started, done, total, active, r.llen("queue:demo")), nl=not tty)
         if done >= total and active == 0:
             break
         time.sleep(0.5)
