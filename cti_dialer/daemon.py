@@ -222,31 +222,25 @@ class Daemon:
             self.tasks[name] = task
         self._ensure_runner(name)
 
-    def _set_line(self, name, raw):
+    def _set_entry(self, kind, table, key, parse, name, raw):
+        """Replace one parsed line or group; a bad one is dropped and reported."""
         name = _text(name)
         if raw is None:
-            self.lines.pop(name, None)
-            self._clear_report("line", name)
+            table.pop(name, None)
+            self._clear_report(kind, name)
             return
         try:
-            self.lines[name] = model.parse_line(name, raw)
-            self._clear_report("line", name)
+            table[name] = parse(name, raw)
+            self._clear_report(kind, name)
         except model.ModelError as exc:
-            self.lines.pop(name, None)
-            self._report("line", name, self.keys.lines, raw, str(exc))
+            table.pop(name, None)
+            self._report(kind, name, key, raw, str(exc))
+
+    def _set_line(self, name, raw):
+        self._set_entry("line", self.lines, self.keys.lines, model.parse_line, name, raw)
 
     def _set_group(self, name, raw):
-        name = _text(name)
-        if raw is None:
-            self.groups.pop(name, None)
-            self._clear_report("group", name)
-            return
-        try:
-            self.groups[name] = model.parse_group(name, raw)
-            self._clear_report("group", name)
-        except model.ModelError as exc:
-            self.groups.pop(name, None)
-            self._report("group", name, self.keys.groups, raw, str(exc))
+        self._set_entry("group", self.groups, self.keys.groups, model.parse_group, name, raw)
 
     def _set_schedule_config(self, name, raw):
         name = _text(name)

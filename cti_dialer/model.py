@@ -216,12 +216,7 @@ def merge_task(name, template_raw, host_raw, tz):
         raise ModelError("%s: line_group is missing" % where)
     if "destination_extension" not in params:
         raise ModelError("%s: destination_extension is missing" % where)
-    try:
-        extension, dialplan, context = originate.check_destination(
-            _as_text(params["destination_extension"]), _as_text(params["destination_dialplan"]),
-            _as_text(params["destination_context"]))
-    except originate.UnsafeValue as exc:
-        raise ModelError("%s: %s" % (where, exc)) from None
+    extension, dialplan, context = _destination(params, where)
     try:
         window = timewindow.parse_window(params, tz)
     except timewindow.WindowError as exc:
@@ -238,6 +233,15 @@ def merge_task(name, template_raw, host_raw, tz):
         template_variables=tuple(variables.get("template", {}).items()),
         source="+".join(s for s in ("template", "host") if s in docs),
     )
+
+
+def _destination(params, where):
+    try:
+        return originate.check_destination(
+            _as_text(params["destination_extension"]), _as_text(params["destination_dialplan"]),
+            _as_text(params["destination_context"]))
+    except originate.UnsafeValue as exc:
+        raise ModelError("%s: %s" % (where, exc)) from None
 
 
 def _as_text(value):
@@ -265,12 +269,7 @@ def parse_schedule_config(name, raw):
     for required in ("line_group", "destination_extension"):
         if required not in params:
             raise ModelError("%s: %s is missing" % (where, required))
-    try:
-        extension, dialplan, context = originate.check_destination(
-            _as_text(params["destination_extension"]), _as_text(params["destination_dialplan"]),
-            _as_text(params["destination_context"]))
-    except originate.UnsafeValue as exc:
-        raise ModelError("%s: %s" % (where, exc)) from None
+    extension, dialplan, context = _destination(params, where)
     return ScheduleConfig(
         name=name, line_groups=_name_list(params["line_group"], where + ": line_group"),
         extension=extension, dialplan=dialplan, context=context,

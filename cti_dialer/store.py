@@ -86,37 +86,51 @@ end
 return out
 """
 
+# Shared by the scripts below: take a slot on the least-loaded line of the
+# first group that has one (expired leases are pruned first).
+# take_line(now, expiry, id, first_key, groups_argv) reads the line lease keys
+# from KEYS[first_key..] and, from ARGV[groups_argv], the group count G then
+# per group: n, then n (line name, limit) pairs. Returns line name and 0-based
+# group index, or nil when every line is full.
+TAKE_LINE = r"""
+local function take_line(now, expiry, id, first_key, groups_argv)
+  local a = groups_argv
+  local k = first_key
+  local ngroups = tonumber(ARGV[a]); a = a + 1
+  for g = 1, ngroups do
+    local n = tonumber(ARGV[a]); a = a + 1
+    local best = nil
+    for i = 1, n do
+      local key = KEYS[k]; k = k + 1
+      redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+      local count = redis.call('ZCARD', key)
+      local limit = tonumber(ARGV[a + 1])
+      if count < limit and (best == nil or count / limit < best.ratio) then
+        best = {key = key, name = ARGV[a], ratio = count / limit}
+      end
+      a = a + 2
+    end
+    if best then
+      redis.call('ZADD', best.key, expiry, id)
+      return best.name, g - 1
+    end
+  end
+  return nil
+end
+"""
+
 # Reserve a slot on the least-loaded line of the first group that has one.
 #
 # KEYS[1..]    line lease sorted sets, in ARGV order
 # ARGV[1]      now, ARGV[2] lease expiry, ARGV[3] claim id
 # ARGV[4]      number of groups G, then per group: n, then n (line name, limit) pairs
 # Returns {line name, group index} or an empty reply when every line is full.
-RESERVE_LINE = r"""
+RESERVE_LINE = TAKE_LINE + r"""
 local now = tonumber(ARGV[1])
 local expiry = tonumber(ARGV[2])
 local id = ARGV[3]
-local ngroups = tonumber(ARGV[4])
-local a = 5
-local k = 1
-for g = 1, ngroups do
-  local n = tonumber(ARGV[a]); a = a + 1
-  local best = nil
-  for i = 1, n do
-    local key = KEYS[k]; k = k + 1
-    redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
-    local count = redis.call('ZCARD', key)
-    local limit = tonumber(ARGV[a + 1])
-    if count < limit and (best == nil or count / limit < best.ratio) then
-      best = {key = key, name = ARGV[a], ratio = count / limit}
-    end
-    a = a + 2
-  end
-  if best then
-    redis.call('ZADD', best.key, expiry, id)
-    return {best.name, g - 1}
-  end
-end
+local line, group = take_line(now, expiry, id, 1, 4)
+if line then return {line, group} end
 return {}
 """
 
@@ -140,7 +154,7 @@ return {}
 #                            in-flight "dropped"
 # Every outcome that removes the member leaves it in the in-flight hash, so a
 # crash before its result is written loses nothing.
-CLAIM_SCHEDULED = r"""
+CLAIM_SCHEDULED = TAKE_LINE + r"""
 local now = tonumber(ARGV[1])
 local expiry = tonumber(ARGV[2])
 local member = ARGV[3]
@@ -156,27 +170,10 @@ local function park(state, line, group)
     claimed_at = now, attempt = 1}))
 end
 if expires > 0 and now > expires then park('expired', '', 0); return {'expired'} end
-local ngroups = tonumber(ARGV[8])
-local a = 9
-local k = 3
-for g = 1, ngroups do
-  local n = tonumber(ARGV[a]); a = a + 1
-  local best = nil
-  for i = 1, n do
-    local key = KEYS[k]; k = k + 1
-    redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
-    local count = redis.call('ZCARD', key)
-    local limit = tonumber(ARGV[a + 1])
-    if count < limit and (best == nil or count / limit < best.ratio) then
-      best = {key = key, name = ARGV[a], ratio = count / limit}
-    end
-    a = a + 2
-  end
-  if best then
-    redis.call('ZADD', best.key, expiry, id)
-    park('claimed', best.name, g - 1)
-    return {'ok', best.name, g - 1}
-  end
+local line, group = take_line(now, expiry, id, 3, 8)
+if line then
+  park('claimed', line, group)
+  return {'ok', line, group}
 end
 if expires > 0 and now + delay <= expires then
   redis.call('ZADD', KEYS[1], 'XX', now + delay, member)

@@ -166,8 +166,8 @@ def test_two_daemons_race_each_member_dialed_once(r, sim, daemon_factory):
     basic_setup(r, lines=(("l1", "sofia/gateway/gw1/", 200),))
     put_config(r, "c1", notify=False)
     numbers = [str(30000 + i) for i in range(300)]
-    d1 = daemon_factory(host="fs1")
-    d2 = daemon_factory(host="fs2")
+    daemon_factory(host="fs1")
+    daemon_factory(host="fs2")
     # Due times spread over 2 s: both daemons poll many times while members
     # become due, so both claim some and race for the rest.
     start = time.time() + 0.5
@@ -191,7 +191,7 @@ def test_kill9_after_claim_loses_nothing(r, sim, daemon_factory):
     schedule(r, time.time() - 1, *[member(n, expires=int(time.time() + 3600)) for n in numbers])
     wait_for(lambda: len(sim.originates()) >= 3, 10)
     d.kill9()
-    d2 = daemon_factory()
+    daemon_factory()
     res = wait_results(r, 20, timeout=60)
     assert sorted(o.number for o in sim.originates()) == numbers
     assert sorted(x["number"] for x in res) == numbers

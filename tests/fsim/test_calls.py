@@ -7,28 +7,11 @@ from cti_dialer.fsim import FreeSwitchSimulator, Outcome
 from cti_dialer.fsim.client import EslTestClient
 from cti_dialer.fsim.server import SHOW_CHANNELS_HEADER
 
+from tests.conftest import wait_for as wait_until  # noqa: E402
+
 pytestmark = pytest.mark.fsim
 
 CHANNEL_EVENTS = ("CHANNEL_CREATE", "CHANNEL_ANSWER", "CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE")
-
-
-def wait_until(pred, timeout=5.0, interval=0.005):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met within %ss" % timeout)
-        time.sleep(interval)
-
-
-@pytest.fixture
-def sim():
-    s = FreeSwitchSimulator(gateways=None)
-    s.start_in_thread()
-    yield s
-    s.stop_thread()
 
 
 @pytest.fixture

@@ -8,26 +8,9 @@ from cti_dialer.fsim import FreeSwitchSimulator, Outcome
 from cti_dialer.fsim.client import EslTestClient
 from cti_dialer.fsim.wire import DISCONNECT_NOTICE
 
+from tests.conftest import wait_for as wait_until  # noqa: E402
+
 pytestmark = pytest.mark.fsim
-
-
-def wait_until(pred, timeout=5.0, interval=0.005):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met within %ss" % timeout)
-        time.sleep(interval)
-
-
-@pytest.fixture
-def sim():
-    s = FreeSwitchSimulator()
-    s.start_in_thread()
-    yield s
-    s.stop_thread()
 
 
 def connect(sim):

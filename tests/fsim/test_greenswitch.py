@@ -19,14 +19,6 @@ def close(conn):
         pass
 
 
-@pytest.fixture
-def sim():
-    s = FreeSwitchSimulator()
-    s.start_in_thread()
-    yield s
-    s.stop_thread()
-
-
 class Collector:
     def __init__(self, conn, *names):
         self.events = []

@@ -2,36 +2,18 @@
 import json
 import random
 import socket
-import time
 
 import pytest
 
-from cti_dialer.fsim import FreeSwitchSimulator, Outcome
+from cti_dialer.fsim import Outcome
 from cti_dialer.fsim.client import EslTestClient, parse_event_plain
 from cti_dialer.fsim.wire import DISCONNECT_NOTICE
+
+from tests.conftest import wait_for as wait_until  # noqa: E402
 
 pytestmark = pytest.mark.fsim
 
 OK_ACCEPTED = b"Content-Type: command/reply\nReply-Text: +OK accepted\n\n"
-
-
-def wait_until(pred, timeout=5.0, interval=0.005):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met within %ss" % timeout)
-        time.sleep(interval)
-
-
-@pytest.fixture
-def sim():
-    s = FreeSwitchSimulator()
-    s.start_in_thread()
-    yield s
-    s.stop_thread()
 
 
 def connect(sim, password="ClueCon"):
