@@ -146,12 +146,22 @@ class _Connection(gs.InboundESL):
             typed = to_typed(headers, body)
             if typed is not None:
                 self._on_event(typed)
-        elif ctype in ("command/reply", "api/response", "auth/request",
-                       "text/disconnect-notice", "text/rude-rejection"):
-            if ctype in ("command/reply", "api/response") and not self._commands_sent:
-                raise EslError("unsolicited %s" % ctype)
+        elif ctype == "api/response":
+            # Read the body here: greenswitch's reader spins forever without
+            # yielding when the peer closes inside a body.
+            data = self._read_exact(int(event.headers.get("Content-Length", "0") or 0))
+            if not self._commands_sent:
+                raise EslError("unsolicited api/response")
+            event.data = data.decode("utf-8", "replace")
+            self._commands_sent.pop(0).set(event)
+        elif ctype == "text/rude-rejection":
+            self._read_exact(int(event.headers.get("Content-Length", "0") or 0))
+            raise EslError("rude rejection (FreeSWITCH ACL refused this address)")
+        elif ctype in ("command/reply", "auth/request", "text/disconnect-notice"):
+            if ctype == "command/reply" and not self._commands_sent:
+                raise EslError("unsolicited command/reply")
             super().handle_event(event)
-            if ctype in ("text/disconnect-notice", "text/rude-rejection") and not self._lingering:
+            if ctype == "text/disconnect-notice" and not self._lingering:
                 self.close()
         else:
             length = int(event.headers.get("Content-Length", "0") or 0)
@@ -159,13 +169,15 @@ class _Connection(gs.InboundESL):
                 self._read_exact(length)
 
     def _read_exact(self, length):
-        data = self.sock_file.read(length)
+        data = self.sock_file.read(length) if length else b""
         while data is not None and len(data) < length:
             more = self.sock_file.read(length - len(data))
             if not more:
-                raise EslError("connection closed inside an event")
+                raise EslError("connection closed inside a message body")
             data += more
-        return data or b""
+        if data is None or len(data) < length:
+            raise EslError("connection closed inside a message body")
+        return data
 
     def send_async(self, data) -> gevent.event.AsyncResult:
         """Write one command whole; the reply arrives on the returned result."""
@@ -191,6 +203,8 @@ class _Connection(gs.InboundESL):
         self.closed.set()
         self.connected = False
         self._run = False
+        # Wake a connect() still waiting for the greeting.
+        self._auth_request_event.set()
         pending, self._commands_sent = self._commands_sent, []
         for result in pending:
             result.set_exception(EslError("connection closed"))

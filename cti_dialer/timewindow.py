@@ -145,6 +145,10 @@ def _parse_datetime(where: str, value: Any) -> _dt.datetime:
         date = _dt.date(int(year), int(month), int(day))
     except ValueError as exc:
         raise WindowError(f"{where}: {_show(value)} is not a valid date ({exc})") from None
+    if not 1970 <= date.year <= 9000:
+        # Far dates overflow datetime once moved between zones or stepped
+        # by days; no dialing campaign needs them.
+        raise WindowError(f"{where}: {_show(value)} is out of range (years 1970..9000)")
     seconds = 0
     if hour is not None:
         seconds = _clock_seconds(hour, minute, second)

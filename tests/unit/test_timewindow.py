@@ -558,3 +558,14 @@ def test_next_change_is_the_first_change(ranges, week, zone, now, probes):
         # Float products can round up to the change itself; stay strictly before.
         offset = min(int(span * fraction), span - 1)
         assert state(window, now + timedelta(microseconds=offset)) is current
+
+
+@pytest.mark.parametrize("value", ["0001-1-1 00:00", "9999-12-31 23:59", "1969-12-31"])
+def test_far_dates_are_errors_not_overflows(value):
+    for zone in ("Asia/Shanghai", "America/Los_Angeles"):
+        for key in ("start_time", "stop_time"):
+            with pytest.raises(WindowError) as err:
+                parse_window({key: value}, ZoneInfo(zone))
+            assert "out of range" in str(err.value)
+        with pytest.raises(WindowError):
+            parse_window({"holiday": [{"begin": value, "end": value}]}, ZoneInfo(zone))
