@@ -87,6 +87,7 @@ class Attempt:
     hangup_cause: Optional[str] = None
     billsec: int = 0
     ended_at: Optional[float] = None
+    decided: bool = False          # the daemon acted on its outcome (once)
 
     def finished(self) -> bool:
         """The attempt is over once the job failed, or succeeded and hung up."""
@@ -100,5 +101,10 @@ class Attempt:
         return self.job_cause or CAUSE_UNKNOWN
 
     def verdict(self) -> Verdict:
-        return classify(self.cause(), answered=self.answered_at is not None or self.billsec > 0,
-                        channel=self.hangup_cause is not None)
+        verdict = classify(self.cause(), answered=self.answered_at is not None or self.billsec > 0,
+                           channel=self.hangup_cause is not None)
+        if verdict == Verdict.ROUTE and self.job_ok:
+            # originate said +OK (answer or early media): the callee may have
+            # heard it ring, so a later route cause must not ring them again.
+            return Verdict.CALLEE
+        return verdict

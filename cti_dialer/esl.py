@@ -28,6 +28,10 @@ class EslError(Exception):
     """The command could not be completed; the connection has been dropped."""
 
 
+class EslNotSent(EslError):
+    """Not a byte of the command was written: it certainly did not run."""
+
+
 # --- typed events (what the daemon sees) -------------------------------------
 
 @dataclasses.dataclass(frozen=True)
@@ -182,13 +186,15 @@ class _Connection(gs.InboundESL):
     def send_async(self, data) -> gevent.event.AsyncResult:
         """Write one command whole; the reply arrives on the returned result."""
         if not self.connected or self.closed.is_set():
-            raise EslError("not connected")
+            raise EslNotSent("not connected")
         result = gevent.event.AsyncResult()
         raw = (data + "\n\n").encode("utf-8")
         with self._write_lock:
             # Append and write under one lock: replies are matched to
             # commands by order, so the order of writes must be the order of
             # the list.
+            if self.closed.is_set():
+                raise EslNotSent("connection closed")
             self._commands_sent.append(result)
             try:
                 self.sock.sendall(raw)
@@ -303,7 +309,7 @@ class EslClient:
     def _conn_or_raise(self):
         conn = self._conn
         if conn is None or conn.closed.is_set():
-            raise EslError("not connected")
+            raise EslNotSent("not connected")
         return conn
 
     def send_async(self, command: str) -> gevent.event.AsyncResult:

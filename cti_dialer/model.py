@@ -5,6 +5,7 @@ a value or raises ``ModelError`` with a reason fit for the rejected record.
 """
 import dataclasses
 import json
+import re
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 import orjson
@@ -352,6 +353,13 @@ def parse_group(name, raw):
     return LineGroup(name=name, lines=lines)
 
 
+# Variables that make FreeSWITCH run commands or applications. Operators may
+# put them in tasks, configs and lines; upstream systems feeding queues and
+# the schedule set may not.
+_HOOK_VARIABLE = re.compile(r"^(api_|execute_on_|exec_after_|bridge_pre_execute|origination_uuid$)|_hangup_hook$"
+                            r"|^(session_in_hangup_hook|hangup_after_bridge|transfer_after_bridge)$", re.I)
+
+
 def parse_number(raw):
     """A queue or schedule entry: plain text number or JSON with params/variables."""
     if isinstance(raw, bytes):
@@ -371,6 +379,10 @@ def parse_number(raw):
         if isinstance(number, bool) or not isinstance(number, (str, int)):
             raise ModelError("number entry: params.number must be text, not %r" % (number,))
         variables = _check_variables(_section(doc, "variables", "number entry"), "number entry variables")
+        for name in variables:
+            if _HOOK_VARIABLE.search(name):
+                raise ModelError("number entry variables: %r is not allowed from a number entry "
+                                 "(it runs commands or changes the call's identity)" % name)
     else:
         # Plain entries are checked as written: surrounding whitespace is
         # suspicious enough (a pasted CR/LF) to refuse rather than trim.
@@ -387,14 +399,15 @@ def channel_variables(*layers: Optional[Tuple[Tuple[str, str], ...]], own: Mappi
 
     Queue calls: number, task@host, task@template, line (the seed's order).
     Schedule calls: number, schedule config, line.
+    FreeSWITCH looks variables up without regard to case, so names are
+    merged the same way: ``ORIGINATION_UUID`` in a lower layer cannot
+    outlive our ``origination_uuid``.
     """
-    merged = {}
-    for layer in layers:
-        if layer:
-            merged.update(layer)
-    if own:
-        merged.update(own)
-    return merged
+    merged: Dict[str, Tuple[str, str]] = {}
+    for layer in tuple(layers) + (tuple(own.items()) if own else (),):
+        for name, value in layer or ():
+            merged[name.lower()] = (name, value)
+    return dict(merged.values())
 
 
 def raw_repr(raw, limit=2000):

@@ -200,6 +200,61 @@ return 1
 """
 
 
+# Put a claimed, never-dialed number back, once.
+#
+# KEYS[1] in-flight hash, KEYS[2] where it came from (queue list or schedule
+# sorted set), KEYS[3] its line lease sorted set (or KEYS[1] when it has none)
+# ARGV[1] claim id, ARGV[2] raw entry, ARGV[3] "queue" or "schedule",
+# ARGV[4] schedule score, ARGV[5] "1" when KEYS[3] is a lease to free
+# Returns 1, or 0 when the claim was already settled: a retry after a lost
+# reply can never push the number twice.
+REQUEUE = r"""
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+if ARGV[3] == 'schedule' then
+  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[2])
+else
+  redis.call('RPUSH', KEYS[2], ARGV[2])
+end
+if ARGV[5] == '1' then redis.call('ZREM', KEYS[3], ARGV[1]) end
+return 1
+"""
+
+# End claims: drop the in-flight record, free the lease, append the result
+# (and the rejected record), all only if the record is still there, so a
+# retried batch never writes a result twice.
+#
+# KEYS[1] in-flight hash, KEYS[2] results stream, KEYS[3] rejected stream,
+# KEYS[4..] line lease sorted sets referenced by index below
+# ARGV[1] results maxlen, ARGV[2] rejected maxlen, ARGV[3] item count, then
+# per item: claim id, lease index (0 = none, i = KEYS[3 + i]), n, n result
+# field/value strings, m, m rejected field/value strings (m = 0: none)
+# Returns how many items were written.
+FINISH = r"""
+local a = 4
+local done = 0
+for i = 1, tonumber(ARGV[3]) do
+  local id = ARGV[a]
+  local lease = tonumber(ARGV[a + 1])
+  local nres = tonumber(ARGV[a + 2])
+  local res_at = a + 3
+  local nrej = tonumber(ARGV[res_at + nres])
+  local rej_at = res_at + nres + 1
+  a = rej_at + nrej
+  if redis.call('HDEL', KEYS[1], id) == 1 then
+    if lease > 0 then redis.call('ZREM', KEYS[3 + lease], id) end
+    if nrej > 0 then
+      redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, rej_at, rej_at + nrej - 1))
+    end
+    if nres > 0 then
+      redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, res_at, res_at + nres - 1))
+    end
+    done = done + 1
+  end
+end
+return done
+"""
+
+
 class Candidates:
     """Line groups flattened for the scripts: [(group lines [(name, limit)])]."""
 
@@ -254,6 +309,8 @@ class Store:
         self._reserve = client.register_script(RESERVE_LINE)
         self._claim_scheduled = client.register_script(CLAIM_SCHEDULED)
         self._take_rejected = client.register_script(TAKE_REJECTED)
+        self._requeue = client.register_script(REQUEUE)
+        self._finish = client.register_script(FINISH)
 
     # --- configuration ------------------------------------------------------------
 
@@ -376,45 +433,46 @@ class Store:
         pipe = self.r.pipeline(transaction=False)
         n = 0
         for line, claim_id in leases:
-            pipe.zadd(self.keys.line_lease(line), {claim_id: now + lease_ttl}, xx=True)
+            # Plain ZADD: a lease another host pruned while we were cut off
+            # comes back, so the line's count matches the calls really up.
+            pipe.zadd(self.keys.line_lease(line), {claim_id: now + lease_ttl})
             n += 1
         if n:
             pipe.execute()
 
-    def requeue(self, claim_id: str, record: Dict):
-        """Put a never-dialed claimed number back where it will be taken next."""
-        pipe = self.r.pipeline(transaction=True)
+    def requeue(self, claim_id: str, record: Dict) -> bool:
+        """Put a never-dialed claimed number back where it will be taken next (once)."""
         raw = record.get("raw")
         if isinstance(raw, str):
             raw = raw.encode("utf-8", "surrogateescape")
-        if record.get("kind") == "schedule":
-            # Back at its own time: it is due again at once if that has passed.
-            pipe.zadd(record["queue"], {raw: float(record.get("score") or 0)})
-        else:
-            pipe.rpush(record["queue"], raw)
-        pipe.hdel(self.keys.inflight, claim_id)
-        if record.get("line"):
-            pipe.zrem(self.keys.line_lease(record["line"]), claim_id)
-        pipe.execute()
+        line = record.get("line")
+        keys = [self.keys.inflight, record["queue"], self.keys.line_lease(line) if line else self.keys.inflight]
+        return bool(self._requeue(keys=keys, args=[claim_id, raw, record.get("kind", "queue"),
+                                                   float(record.get("score") or 0), "1" if line else "0"]))
 
-    def finish(self, items: Sequence[Tuple[str, Optional[str], Dict, Optional[Dict]]]):
-        """End claims in one transaction: (claim_id, line, result, rejected-or-None).
+    def finish(self, items: Sequence[Tuple[str, Optional[str], Dict, Optional[Dict]]]) -> int:
+        """End claims in one atomic step: (claim_id, line, result, rejected-or-None).
 
         The in-flight record goes, the line slot is freed and the result (and
-        the rejected record, for bad input) is appended, all or nothing.
+        the rejected record, for bad input) is appended; a claim already
+        ended is skipped, so retrying a batch after a lost reply is safe.
         """
         if not items:
-            return
-        pipe = self.r.pipeline(transaction=True)
+            return 0
+        keys = [self.keys.inflight, self.keys.results, self.keys.rejected]
+        lease_index = {}
+        args = [self.result_maxlen, self.rejected_maxlen, len(items)]
         for claim_id, line, result, rejected in items:
-            pipe.hdel(self.keys.inflight, claim_id)
+            index = 0
             if line:
-                pipe.zrem(self.keys.line_lease(line), claim_id)
-            if rejected is not None:
-                pipe.xadd(self.keys.rejected, _fields(rejected), maxlen=self.rejected_maxlen, approximate=True)
-            if result is not None:
-                pipe.xadd(self.keys.results, _fields(result), maxlen=self.result_maxlen, approximate=True)
-        pipe.execute()
+                if line not in lease_index:
+                    keys.append(self.keys.line_lease(line))
+                    lease_index[line] = len(keys) - 3
+                index = lease_index[line]
+            res = [x for kv in _fields(result or {}).items() for x in kv]
+            rej = [x for kv in _fields(rejected or {}).items() for x in kv]
+            args += [claim_id, index, len(res)] + res + [len(rej)] + rej
+        return self._finish(keys=keys, args=args)
 
     def reject(self, record: Dict):
         """A rejected record for bad configuration or messages (nothing was claimed)."""

@@ -121,11 +121,37 @@ def test_raw_bytes_survive_the_inflight_record(store):
     assert orjson.loads(rec["raw"])["variables"]["n"] == "\u5f20"
 
 
-def test_renew_leases_only_touches_existing(store):
+def test_renew_leases_restores_pruned_ones(store):
     store.r.lpush("q", "1")
     store.claim_numbers("q", "t", Candidates([[("a", 5)]]), ids(1), 100.0, 60)
-    store.renew_leases([("a", "c0"), ("a", "gone")], 200.0, 60)
+    store.r.zrem(KEYS.line_lease("a"), "c0")          # pruned by another host while we were away
+    store.renew_leases([("a", "c0")], 200.0, 60)
     assert store.r.zrange(KEYS.line_lease("a"), 0, -1, withscores=True) == [(b"c0", 260.0)]
+
+
+def test_requeue_and_finish_are_idempotent(store):
+    store.r.lpush("q", "1", "2")
+    store.claim_numbers("q", "t", Candidates([[("a", 5)]]), ids(2), 100.0, 60)
+    rec = store.inflight()["c0"]
+    assert store.requeue("c0", rec) is True
+    assert store.requeue("c0", rec) is False           # a retry after a lost reply
+    assert store.r.lrange("q", 0, -1) == [b"1"]
+    items = [("c1", "a", {"number": "2"}, None)]
+    assert store.finish(items) == 1
+    assert store.finish(items) == 0
+    assert store.r.xlen(KEYS.results) == 1
+
+
+def test_finish_many_items_and_lines(store):
+    for n in range(30):
+        store.r.lpush("q", str(n))
+    _, items = store.claim_numbers("q", "t", Candidates([[("a", 10), ("b", 10), ("c", 10)]]), ids(30), 100.0, 60)
+    batch = [(cid, line, {"number": raw.decode(), "i": str(i)}, {"raw": "x"} if i % 7 == 0 else None)
+             for i, (cid, raw, line, _) in enumerate(items)]
+    assert store.finish(batch) == 30
+    assert store.inflight() == {}
+    assert all(store.r.zcard(KEYS.line_lease(x)) == 0 for x in "abc")
+    assert store.r.xlen(KEYS.results) == 30 and store.r.xlen(KEYS.rejected) == 5
 
 
 SCHED = KEYS.schedule_numbers

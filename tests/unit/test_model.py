@@ -192,3 +192,23 @@ def test_names_checked():
     with pytest.raises(model.ModelError):
         model.merge_task("bad name", task_json(BASE), None, TZ)
     assert model.check_name(b"ok", "task") == "ok"
+
+
+def test_variable_names_merge_without_case():
+    merged = model.channel_variables((("ORIGINATION_UUID", "theirs"), ("Foo", "1")), (("foo", "2"),),
+                                     own={"origination_uuid": "ours"})
+    assert merged == {"foo": "2", "origination_uuid": "ours"}
+
+
+@pytest.mark.parametrize("name", ["api_on_answer", "execute_on_answer", "API_HANGUP_HOOK", "origination_uuid",
+                                  "session_in_hangup_hook", "exec_after_bridge_app", "bridge_pre_execute_aleg_app"])
+def test_hook_variables_refused_from_number_entries(name):
+    raw = json.dumps({"params": {"number": "1"}, "variables": {name: "x"}})
+    with pytest.raises(model.ModelError) as err:
+        model.parse_number(raw)
+    assert "not allowed from a number entry" in str(err.value)
+
+
+def test_hook_variables_allowed_in_tasks():
+    task = model.merge_task("t", task_json(BASE, {"execute_on_answer": "record_session"}), None, TZ)
+    assert dict(task.template_variables) == {"execute_on_answer": "record_session"}
