@@ -11,6 +11,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 import orjson
 
 from . import originate, timewindow
+from . import redial as redial_rules
 
 TASK_DEFAULTS = {
     "enable": True,
@@ -24,7 +25,7 @@ TASK_DEFAULTS = {
 TASK_PARAMS = frozenset({
     "enable", "line_group", "limit", "start_time", "stop_time", "work_hour",
     "work_time", "work_week", "holiday", "number_queue",
-    "destination_extension", "destination_dialplan", "destination_context",
+    "destination_extension", "destination_dialplan", "destination_context", "redial",
 })
 LINE_PARAMS = frozenset({"enable", "gateway", "limit", "prefix"})
 
@@ -116,6 +117,7 @@ class Task:
     host_variables: Tuple[Tuple[str, str], ...]
     template_variables: Tuple[Tuple[str, str], ...]
     source: str          # "template", "host" or "template+host"
+    redial: redial_rules.Strategy = redial_rules.NO_REDIAL
 
     kind = "queue"
 
@@ -132,6 +134,7 @@ class ScheduleConfig:
     dialplan: str
     context: str
     variables: Tuple[Tuple[str, str], ...]
+    redial: redial_rules.Strategy = redial_rules.NO_REDIAL
 
     kind = "schedule"
     enable = True
@@ -169,6 +172,12 @@ class NumberEntry:
     number: str
     variables: Tuple[Tuple[str, str], ...]
     params: Mapping[str, Any]
+
+    @property
+    def id(self) -> Optional[str]:
+        """The upstream's idempotency key (params.id), if any."""
+        value = self.params.get("id")
+        return None if value is None else str(value)
 
 
 def merge_task(name, template_raw, host_raw, tz):
@@ -233,7 +242,15 @@ def merge_task(name, template_raw, host_raw, tz):
         host_variables=tuple(variables.get("host", {}).items()),
         template_variables=tuple(variables.get("template", {}).items()),
         source="+".join(s for s in ("template", "host") if s in docs),
+        redial=_redial(params.get("redial"), where),
     )
+
+
+def _redial(value, where):
+    try:
+        return redial_rules.parse(value, "redial")
+    except redial_rules.RedialError as exc:
+        raise ModelError("%s: %s" % (where, exc)) from None
 
 
 def _destination(params, where):
@@ -253,7 +270,7 @@ def _as_text(value):
 
 
 SCHEDULE_PARAMS = frozenset({"line_group", "destination_extension", "destination_dialplan",
-                             "destination_context"})
+                             "destination_context", "redial"})
 
 
 def parse_schedule_config(name, raw):
@@ -274,7 +291,8 @@ def parse_schedule_config(name, raw):
     return ScheduleConfig(
         name=name, line_groups=_name_list(params["line_group"], where + ": line_group"),
         extension=extension, dialplan=dialplan, context=context,
-        variables=tuple(_check_variables(_section(doc, "variables", where), where + " variables").items()))
+        variables=tuple(_check_variables(_section(doc, "variables", where), where + " variables").items()),
+        redial=_redial(params.get("redial"), where))
 
 
 def parse_scheduled(raw):
@@ -379,6 +397,10 @@ def parse_number(raw):
         if isinstance(number, bool) or not isinstance(number, (str, int)):
             raise ModelError("number entry: params.number must be text, not %r" % (number,))
         variables = _check_variables(_section(doc, "variables", "number entry"), "number entry variables")
+        entry_id = params.get("id")
+        if entry_id is not None and (isinstance(entry_id, bool) or not isinstance(entry_id, (str, int))
+                                     or not str(entry_id) or len(str(entry_id)) > 128):
+            raise ModelError("number entry: params.id must be text of 1..128 characters, not %r" % (entry_id,))
         for name in variables:
             if _HOOK_VARIABLE.search(name):
                 raise ModelError("number entry variables: %r is not allowed from a number entry "

@@ -212,3 +212,24 @@ def test_hook_variables_refused_from_number_entries(name):
 def test_hook_variables_allowed_in_tasks():
     task = model.merge_task("t", task_json(BASE, {"execute_on_answer": "record_session"}), None, TZ)
     assert dict(task.template_variables) == {"execute_on_answer": "record_session"}
+
+
+def test_redial_param_parsed_and_checked():
+    task = model.merge_task("t", task_json(dict(BASE, redial={"busy": {"count": 2, "interval": 300}})), None, TZ)
+    assert task.redial.rule("busy").count == 2 and task.redial.rule("no_answer") is None
+    assert not model.merge_task("t", task_json(BASE), None, TZ).redial
+    with pytest.raises(model.ModelError) as err:
+        model.merge_task("t", task_json(dict(BASE, redial={"busy": {"count": "x", "interval": 1}})), None, TZ)
+    assert "redial.busy.count" in str(err.value)
+    cfg = model.parse_schedule_config("c", json.dumps({"params": {"line_group": ["g"], "destination_extension": "1",
+                                                                  "redial": {"no_answer": {"count": 1}}}}))
+    assert cfg.redial.rule("no_answer").interval == 0
+
+
+def test_number_entry_id():
+    assert model.parse_number('{"params": {"number": "1", "id": "order-7"}}').id == "order-7"
+    assert model.parse_number('{"params": {"number": "1", "id": 42}}').id == "42"
+    assert model.parse_number("1").id is None
+    for bad in ('"id": ""', '"id": true', '"id": {"a": 1}', '"id": "%s"' % ("x" * 129)):
+        with pytest.raises(model.ModelError):
+            model.parse_number('{"params": {"number": "1", %s}}' % bad)
