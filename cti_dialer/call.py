@@ -36,6 +36,8 @@ CAUSE_UNKNOWN = "UNKNOWN"                 # outcome unknowable; not redialed
 CAUSE_NO_LINE = "NO_LINE_AVAILABLE"       # every group tried and none had a free, enabled line
 CAUSE_REJECTED = "REJECTED_INPUT"         # refused before reaching the switch
 CAUSE_EXPIRED = "EXPIRED"                 # schedule member past its expires
+CAUSE_DNC = "DNC_LISTED"                  # number in the do-not-call set
+CAUSE_DUPLICATE = "DUPLICATE"             # params.id already taken within the window
 
 
 def classify(cause: str, *, answered: bool, channel: bool) -> Verdict:

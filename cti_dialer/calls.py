@@ -16,9 +16,10 @@ from typing import Callable, Dict, List, Optional
 import gevent
 import gevent.event
 import gevent.queue
+import orjson
 import redis
 
-from . import call, model, originate
+from . import call, model, originate, redial
 from .call import Attempt, Verdict
 from .esl import Answered, EslError, EslNotSent, HungUp, JobResult
 
@@ -59,8 +60,14 @@ class Claim:
     attempt_no: int = 1
     attempt: Optional[Attempt] = None
     kind: str = "queue"          # "queue": task is a task name; "schedule": a schedule config name
-    score: float = 0.0           # schedule members: the time they were due
+    score: float = 0.0           # sorted-set members: the time they were due
     expires: float = 0.0
+    back: str = "list"           # where a requeue puts it: "list" (queue) or "zset" (schedule, redials)
+    back_raw: Optional[bytes] = None   # the member to put back when it is not ``raw`` (a redial)
+    done: Dict[str, int] = dataclasses.field(default_factory=dict)   # redials made, per outcome class
+    tries: int = 0               # originates built in this attempt (failover, throttle re-sends)
+    sent: int = 0                # originates written to the switch in this attempt
+    seen: Optional[str] = None   # idempotency key this claim holds
 
     @property
     def owner(self):
@@ -70,6 +77,32 @@ class Claim:
     @property
     def number(self):
         return self.entry.number if self.entry else model.raw_repr(self.raw, 200)
+
+
+def redial_state(kind, back, raw):
+    """(entry raw, attempt number, redials done) of a claimed member.
+
+    Queue redials are ``{"raw": entry, "attempt": n, "done": {...}}`` members
+    of the task's redial set; schedule redials carry ``attempt`` and
+    ``redial_done`` in their own params.
+    """
+    if kind == "queue" and back == "zset":
+        doc = model.loads(raw)
+        entry = doc.get("raw")
+        if not isinstance(entry, str):
+            raise model.ModelError("redial member without its entry")
+        return entry.encode("utf-8", "surrogateescape"), int(doc.get("attempt") or 2), dict(doc.get("done") or {})
+    if kind == "schedule":
+        try:
+            params = (model.loads(raw) or {}).get("params") or {}
+        except model.ModelError:
+            params = {}
+        if isinstance(params, dict):
+            done = params.get("redial_done")
+            attempt = params.get("attempt")
+            return raw, attempt if isinstance(attempt, int) and attempt > 0 else 1, \
+                dict(done) if isinstance(done, dict) else {}
+    return raw, 1, {}
 
 
 class Calls:
@@ -89,6 +122,7 @@ class Calls:
         self.by_uuid: Dict[str, Claim] = {}
         self.active = collections.Counter()
         self.stats = collections.defaultdict(collections.Counter)
+        self.last_error: Dict[str, str] = {}
         self.pending_writes: List = []
         self.pending_requeues: List = []
         self.write_wake = gevent.event.Event()
@@ -137,6 +171,7 @@ class Calls:
     def command(self, source, claim, line):
         """A fresh attempt for the claim on ``line``; returns the bgapi text."""
         uuid = str(uuidlib.uuid4())
+        claim.tries += 1
         claim.line = line.name
         claim.attempt = Attempt(uuid=uuid, line=line.name, group_index=claim.group, sent_at=time.time())
         # number < task@host < task@template < line (queue); number < config < line (schedule)
@@ -148,11 +183,13 @@ class Calls:
 
     def record(self, claim, state="sent"):
         """The in-flight record of a claim (what recovery reads after a crash)."""
-        return {"kind": claim.kind, "task": claim.task, "queue": claim.queue,
-                "raw": claim.raw.decode("utf-8", "surrogateescape"), "line": claim.line, "group": claim.group,
+        raw = claim.back_raw if claim.back_raw is not None else claim.raw
+        return {"kind": claim.kind, "task": claim.task, "queue": claim.queue, "back": claim.back,
+                "raw": raw.decode("utf-8", "surrogateescape"), "line": claim.line, "group": claim.group,
                 "state": state, "uuid": claim.attempt.uuid if claim.attempt else "",
                 "claimed_at": claim.claimed_at, "sent_at": claim.attempt.sent_at if claim.attempt else 0,
-                "attempt": claim.attempt_no, "score": claim.score}
+                "attempt": claim.attempt_no, "try": claim.tries, "sent": claim.sent, "done": claim.done,
+                "score": claim.score, "seen": claim.seen}
 
     def send(self, claims: List[Claim], commands: Dict[str, str], fresh=True):
         """Mark the claims sent in Redis, then write their originates.
@@ -162,8 +199,13 @@ class Calls:
         """
         if not claims:
             return
+        marks = []
+        for c in claims:
+            if fresh and c.entry.id is not None and c.attempt_no == 1:
+                c.seen = self.store.keys.seen(c.owner, c.entry.id)
+            marks.append((c.claim_id, c.entry.number, self.record(c), c.seen if fresh else None))
         try:
-            self.store.mark_sent({c.claim_id: self.record(c) for c in claims})
+            statuses = self.store.mark_sent(marks, self.config.dialer_dedup_window)
         except REDIS_ERRORS as exc:
             # Not marked, so nothing goes out: the numbers go back.
             log.warning("could not mark %d claim(s) sent (%s); requeueing them", len(claims), exc)
@@ -171,7 +213,16 @@ class Calls:
                 self.requeue(claim, tracked=not fresh)
             return
         replies = []
-        for claim in claims:
+        for claim, status in zip(claims, statuses):
+            if status != "ok":
+                # Checked at the last moment: listed, or already taken by id.
+                if not fresh:
+                    self._untrack(claim)
+                claim.attempt = None
+                cause = call.CAUSE_DNC if status == "dnc" else call.CAUSE_DUPLICATE
+                log.info("not dialing %s (%s %r): %s", claim.number, claim.kind, claim.task, cause)
+                self.finish(claim, cause, Verdict.DROPPED, tracked=False)
+                continue
             if fresh:
                 self._track(claim)
             else:
@@ -184,6 +235,7 @@ class Calls:
                 continue
             except EslError:
                 replies.append((claim, None))   # unknown: settled by reconcile after reconnect
+            claim.sent += 1
             self.stats[claim.owner]["dialed"] += 1
             log.debug("originate %s task=%s line=%s uuid=%s attempt=%d", claim.number, claim.task,
                       claim.line, claim.attempt.uuid, claim.attempt_no)
@@ -209,13 +261,10 @@ class Calls:
         """Bad input found after the claim: rejected record plus a REJECTED_INPUT result."""
         log.error("rejected number entry from %s (%s %r): %s", claim.queue,
                   "task" if claim.kind == "queue" else "schedule config", claim.task, reason)
-        ts = time.time()
-        rejected = {"ts": ts, "host": self.host, "kind": "number", "name": claim.task, "source": claim.queue,
-                    "raw": model.raw_repr(claim.raw), "reason": reason}
-        result = self.result(claim, call.CAUSE_REJECTED, Verdict.REJECTED, ts)
-        result["error"] = reason
-        self._queue_write(claim.claim_id, claim.line, result, rejected)
-        self.stats[claim.owner]["rejected"] += 1
+        self.last_error[claim.owner] = "rejected number entry: %s" % reason
+        rejected = {"ts": time.time(), "host": self.host, "kind": "number", "name": claim.task,
+                    "source": claim.queue, "raw": model.raw_repr(claim.raw), "reason": reason}
+        self.finish(claim, call.CAUSE_REJECTED, Verdict.REJECTED, tracked=False, rejected=rejected)
 
     # --- events -------------------------------------------------------------------------
 
@@ -269,6 +318,15 @@ class Calls:
         att.decided = True
         verdict = att.verdict()
         cause = att.cause()
+        if verdict == Verdict.THROTTLE:
+            self._note_throttle()
+            self.stats[claim.owner]["throttled"] += 1
+            source = self.source_of(claim)
+            if source is not None and source.redial.rule(redial.THROTTLED) is not None:
+                # The operator chose: a refusal ends the attempt and the
+                # redial rule decides when (and whether) it is tried again.
+                self.finish(claim, cause, verdict)
+                return
         if verdict in (Verdict.ROUTE, Verdict.THROTTLE):
             self.by_uuid.pop(att.uuid, None)
             self._spawn(self._fail_over if verdict == Verdict.ROUTE else self._retry_throttled, claim, cause)
@@ -336,12 +394,16 @@ class Calls:
         line_name, offset = nxt
         claim.line = line_name
         claim.group = claim.group + 1 + offset
-        claim.attempt_no += 1
         self._resend_when_ready(claim, source, line_name)
 
     def _retry_throttled(self, claim, cause):
         """FreeSWITCH refused for capacity: pause every originate, then resend this one."""
         self._park_unrung(claim)
+        while not self.stopping.is_set() and time.time() < self.throttle_until:
+            self.stopping.wait(self.throttle_until - time.time())
+        self._resend_when_ready(claim, self.source_of(claim), claim.line)
+
+    def _note_throttle(self):
         now = time.time()
         if now >= self.throttle_until:
             # Grow the pause only for refusals after the last pause ended:
@@ -351,10 +413,6 @@ class Calls:
             self.throttle_until = now + self.throttle_delay
             log.warning("FreeSWITCH throttling (DESTINATION_OUT_OF_ORDER without a channel): pausing %.1fs",
                         self.throttle_delay)
-        self.stats[claim.owner]["throttled"] += 1
-        while not self.stopping.is_set() and time.time() < self.throttle_until:
-            self.stopping.wait(self.throttle_until - time.time())
-        self._resend_when_ready(claim, self.source_of(claim), claim.line)
 
     def throttled_for(self, now):
         """Seconds until new originates may start (0 when not throttled)."""
@@ -362,15 +420,37 @@ class Calls:
 
     # --- ends -----------------------------------------------------------------------------
 
-    def finish(self, claim, cause, verdict, tracked=True):
+    def finish(self, claim, cause, verdict, tracked=True, rejected=None):
+        """End the attempt: result, counters and, when the strategy says so, a durable redial."""
         ts = time.time()
         result = self.result(claim, cause, verdict, ts)
-        self._queue_write(claim.claim_id, claim.line, result, None)
+        if rejected is not None:
+            result["error"] = rejected["reason"]
+        source = self.source_of(claim)
+        klass = redial.outcome_class(cause, verdict)
+        due = redial.decide(source.redial, klass, claim.done, ts) if source is not None else None
+        retry = None
+        if due is not None:
+            retry = self._redial_member(claim, klass, due)
+            result.update(next_due=due, redial_class=klass)
+            log.info("redial of %s (%s %r) after %s at %s, attempt %d", claim.number, claim.kind, claim.task,
+                     cause, time.strftime("%H:%M:%S", time.localtime(due)), claim.attempt_no + 1)
+        counts = {"results": 1, "originates": claim.sent,
+                  ("answered" if verdict == Verdict.ANSWERED else "cause:" + cause): 1}
+        if verdict not in (Verdict.ANSWERED, Verdict.DROPPED, Verdict.REJECTED):
+            counts["failed"] = 1
+        if retry is not None:
+            counts["redials_scheduled"] = 1
+        self._queue_write(claim.claim_id, claim.line, result, rejected,
+                          (self.store.keys.counters(claim.owner), counts), retry)
         if tracked:
             self._untrack(claim)
         counters = self.stats[claim.owner]
+        counters["last_end"] = int(ts)
         if verdict == Verdict.ANSWERED:
             counters["answered"] += 1
+        elif verdict == Verdict.REJECTED:
+            counters["rejected"] += 1
         else:
             counters["failed"] += 1
             counters["cause:" + cause] += 1
@@ -380,25 +460,46 @@ class Calls:
                  att.uuid if att else "", claim.attempt_no, cause, verdict == Verdict.ANSWERED,
                  att.billsec if att else 0)
 
+    def _redial_member(self, claim, klass, due):
+        """(key, score, member) of the redial to schedule for this claim."""
+        done = dict(claim.done)
+        done[klass] = done.get(klass, 0) + 1
+        if claim.kind == "schedule":
+            doc = model.loads(claim.raw)
+            params = dict(doc.get("params") or {})
+            params.update(attempt=claim.attempt_no + 1, redial_done=done, redial_id=str(uuidlib.uuid4()))
+            doc["params"] = params
+            return self.store.keys.schedule_numbers, due, orjson.dumps(doc)
+        member = {"raw": claim.raw.decode("utf-8", "surrogateescape"), "attempt": claim.attempt_no + 1,
+                  "done": done, "id": str(uuidlib.uuid4())}
+        return self.store.keys.retries(claim.task), due, orjson.dumps(member)
+
     def result(self, claim, cause, verdict, ts):
         att = claim.attempt
         source = self.source_of(claim)
         group = source.line_groups[claim.group] if source is not None and claim.group < len(source.line_groups) \
             else ""
+        ended = att.ended_at if att and att.ended_at else ts
+        ring_end = att.answered_at if att and att.answered_at else ended
+        queue = source.number_queue if claim.kind == "queue" and source is not None else claim.queue
         return {
-            "ts": ts, "host": self.host, "kind": claim.kind, "queue": claim.queue,
+            "ts": ts, "host": self.host, "kind": claim.kind, "queue": queue,
             ("task" if claim.kind == "queue" else "config"): claim.task,
-            "number": claim.number, "line": claim.line or "", "group_index": claim.group, "line_group": group,
+            "number": claim.number, "id": claim.entry.id if claim.entry and claim.entry.id is not None else "",
+            "number_variables": dict(claim.entry.variables) if claim.entry else {},
+            "line": claim.line or "", "group_index": claim.group, "line_group": group,
             "uuid": att.uuid if att else "", "claim_id": claim.claim_id, "attempt": claim.attempt_no,
-            "cause": cause, "verdict": verdict.value, "answered": verdict == Verdict.ANSWERED,
-            "billsec": att.billsec if att else 0, "claimed_at": claim.claimed_at,
+            "try": claim.tries, "cause": cause, "verdict": verdict.value, "answered": verdict == Verdict.ANSWERED,
+            "billsec": att.billsec if att else 0,
+            "ring_time": round(max(0.0, ring_end - att.sent_at), 3) if att and att.sent_at else "",
+            "claimed_at": claim.claimed_at,
             "sent_at": att.sent_at if att else "", "answered_at": att.answered_at if att and att.answered_at else "",
-            "ended_at": (att.ended_at if att and att.ended_at else ts),
+            "ended_at": ended,
             **({"scheduled_at": claim.score, "expires": claim.expires} if claim.kind == "schedule" else {}),
         }
 
-    def _queue_write(self, claim_id, line, result, rejected):
-        self.pending_writes.append((claim_id, line, result, rejected))
+    def _queue_write(self, claim_id, line, result, rejected, counters=None, retry=None):
+        self.pending_writes.append((claim_id, line, result, rejected, counters, retry))
         self.write_wake.set()
 
     def writer_loop(self):
@@ -522,19 +623,24 @@ class Calls:
         raw = rec.get("raw", "")
         raw = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else raw
         kind = rec.get("kind", "queue")
-        entry, expires = None, 0.0
+        back = rec.get("back") or ("zset" if kind == "schedule" else "list")
+        entry, expires, entry_raw = None, 0.0, raw
         try:
+            entry_raw, _, _ = redial_state(kind, back, raw)
             if kind == "schedule":
                 scheduled = model.parse_scheduled(raw)
                 entry, expires = scheduled.entry, scheduled.expires
             else:
-                entry = model.parse_number(raw)
+                entry = model.parse_number(entry_raw)
         except model.ModelError:
             pass
-        return Claim(claim_id=claim_id, task=rec.get("task", ""), queue=rec.get("queue", ""), raw=raw,
+        done = rec.get("done")
+        return Claim(claim_id=claim_id, task=rec.get("task", ""), queue=rec.get("queue", ""), raw=entry_raw,
                      entry=entry, line=rec.get("line") or None, group=int(rec.get("group") or 0),
                      claimed_at=float(rec.get("claimed_at") or 0), attempt_no=int(rec.get("attempt") or 1),
-                     kind=kind, score=float(rec.get("score") or 0), expires=expires)
+                     kind=kind, score=float(rec.get("score") or 0), expires=expires, back=back,
+                     back_raw=raw if entry_raw is not raw else None, done=dict(done) if isinstance(done, dict) else {},
+                     tries=int(rec.get("try") or 0), sent=int(rec.get("sent") or 0), seen=rec.get("seen"))
 
     def renew_leases(self, now):
         self.store.renew_leases(((c.line, c.claim_id) for c in self.claims.values() if c.line),

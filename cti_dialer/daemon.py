@@ -26,7 +26,7 @@ import redis
 
 from . import __version__, call, keys as keymod, model, originate, timewindow
 from .call import Verdict
-from .calls import REDIS_ERRORS, SCHEDULE_PREFIX, STRANDED_AFTER, Calls, Claim
+from .calls import REDIS_ERRORS, SCHEDULE_PREFIX, STRANDED_AFTER, Calls, Claim, redial_state
 from .esl import EslClient, EslError
 from .store import Candidates, Store
 
@@ -456,8 +456,20 @@ class Daemon:
             log.warning("claim for task %r failed: %s", task.name, exc)
             return 1.0
         if items:
-            claims = [Claim(claim_id=cid, task=task.name, queue=task.number_queue, raw=raw, entry=None,
-                            line=line, group=group, claimed_at=now) for cid, raw, line, group in items]
+            claims = []
+            for cid, raw, line, group, origin in items:
+                claim = Claim(claim_id=cid, task=task.name, queue=task.number_queue, raw=raw, entry=None,
+                              line=line, group=group, claimed_at=now)
+                if origin == "zset":
+                    # A due redial: it goes back to the redial set if it cannot be sent.
+                    claim.queue, claim.back, claim.back_raw, claim.score = \
+                        self.keys.retries(task.name), "zset", raw, now
+                    try:
+                        claim.raw, claim.attempt_no, claim.done = redial_state("queue", "zset", raw)
+                    except model.ModelError as exc:
+                        self.calls.reject(claim, str(exc))
+                        continue
+                claims.append(claim)
             self._originate(task, claims, lambda claim: model.parse_number(claim.raw))
         if status == "no_line":
             self.line_starved.add(task.name)
@@ -534,7 +546,8 @@ class Daemon:
             scheduled, score, config = parsed[claim_id]
             claim = Claim(claim_id=claim_id, task=config.name, queue=self.keys.schedule_numbers, raw=member,
                           entry=scheduled.entry, line=line_name if status == "ok" else None, group=group or 0,
-                          claimed_at=now, kind="schedule", score=score, expires=scheduled.expires)
+                          claimed_at=now, kind="schedule", score=score, expires=scheduled.expires, back="zset")
+            _, claim.attempt_no, claim.done = redial_state("schedule", "zset", member)
             if status == "ok":
                 by_config.setdefault(config.name, (config, []))[1].append(claim)
             elif status == "expired":
@@ -559,7 +572,7 @@ class Daemon:
         if not self.store.take_rejected(member, claim_id, now, reason, config_name):
             return      # another daemon took it first
         claim = Claim(claim_id=claim_id, task=config_name, queue=self.keys.schedule_numbers, raw=member,
-                      entry=None, line=None, group=0, claimed_at=now, kind="schedule", score=score)
+                      entry=None, line=None, group=0, claimed_at=now, kind="schedule", score=score, back="zset")
         self.calls.reject(claim, reason)
 
     # --- events and housekeeping ---------------------------------------------------------
@@ -596,17 +609,28 @@ class Daemon:
                 self.calls.reconcile(older_than=self.config.dialer_job_timeout)
 
     def _write_status(self, now):
-        tasks = {}
+        """This host's heartbeat and, per task, its state and what is waiting for it."""
         dt = datetime.datetime.fromtimestamp(now, self.tz)
-        for name in set(self.tasks) | set(self.task_errors):
+        names = sorted(set(self.tasks) | set(self.task_errors))
+        pipe = self.redis.pipeline(transaction=False)
+        for name in names:
+            task = self.tasks.get(name)
+            pipe.llen(task.number_queue if task else self.keys.retries(name))
+            pipe.zcard(self.keys.retries(name))
+        sizes = pipe.execute() if names else []
+        tasks = {}
+        for i, name in enumerate(names):
             state, reason = self.task_state(name, dt)
             task = self.tasks.get(name)
             counters = self.calls.stats.get(name, {})
-            tasks[name] = {"state": state, "reason": reason, "active": self.calls.active[name],
-                           "limit": task.limit if task else 0, "queue": task.number_queue if task else "",
-                           "dialed": counters.get("dialed", 0), "answered": counters.get("answered", 0),
-                           "failed": counters.get("failed", 0), "rejected": counters.get("rejected", 0),
-                           "updated": now}
+            tasks[name] = {
+                "state": state, "reason": reason, "active": self.calls.active[name],
+                "limit": task.limit if task else 0, "queue": task.number_queue if task else "",
+                "queued": sizes[2 * i] if task else 0, "redials_pending": sizes[2 * i + 1],
+                "dialed": counters.get("dialed", 0), "answered": counters.get("answered", 0),
+                "failed": counters.get("failed", 0), "rejected": counters.get("rejected", 0),
+                "last_error": self.task_errors.get(name) or self.calls.last_error.get(name, ""),
+                "counters": self.keys.counters(name), "updated": now}
         removed = [n for n in self._status_tasks if n not in tasks]
         self._status_tasks = set(tasks)
         self.store.write_status({

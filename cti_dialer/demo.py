@@ -124,7 +124,7 @@ def _watch(r, total, proc, timeout=600):
     failovers = 0
     for _, fields in r.xrange(results_key):
         causes[fields[b"cause"].decode()] += 1
-        failovers += fields[b"attempt"] != b"1"
+        failovers += fields.get(b"try", b"1") != b"1"
     click.echo("per-cause summary (%d results, %d after failover from trunk-a to trunk-b):" % (done, failovers))
     for cause, count in causes.most_common():
         click.echo("  %-24s %5d" % (cause, count))

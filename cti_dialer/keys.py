@@ -76,6 +76,23 @@ class Keys:
         return "cti_dialer_rejected@%s" % self.domain
 
     @property
+    def dnc(self):
+        """Set: numbers never to dial (operator-written)."""
+        return "cti_dnc@%s" % self.domain
+
+    def retries(self, task):
+        """Sorted set: score = due time, member = JSON of a queue task's pending redial."""
+        return "cti_dialer_retry@%s:%s" % (self.domain, task)
+
+    def counters(self, owner):
+        """Hash: counters of a task (or ``schedule:<config>``) across all hosts."""
+        return "cti_dialer_counter@%s:%s" % (self.domain, owner)
+
+    def seen(self, owner, entry_id):
+        """String with TTL: an entry id already taken for this task (idempotent enqueue)."""
+        return "cti_dialer_seen@%s:%s:%s" % (self.domain, owner, entry_id)
+
+    @property
     def status(self):
         """Hash: this daemon's state, heartbeat and counters."""
         return "cti_dialer_status@%s" % self.host

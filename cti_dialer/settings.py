@@ -133,6 +133,8 @@ SETTINGS: Tuple[Setting, ...] = (
             "First pause after FreeSWITCH refuses an originate for capacity; doubles while the throttle lasts."),
     Setting("dialer", "throttle_backoff_max", "30", _positive_float,
             "Longest pause after repeated capacity refusals."),
+    Setting("dialer", "dedup_window", "86400", _positive_float,
+            "Seconds during which a second number entry with the same params.id for the same task is a duplicate."),
     Setting("dialer", "drain_timeout", "5", _positive_float,
             "Seconds a graceful stop waits for pending Redis writes before exiting."),
     Setting("dialer", "result_maxlen", "1000000", _positive_int,

@@ -18,7 +18,8 @@ log = logging.getLogger("cti_dialer.store")
 #
 # KEYS[1]      number queue (list; upstream LPUSHes, so the oldest is on the right)
 # KEYS[2]      this host's in-flight hash
-# KEYS[3..]    line lease sorted sets, one per candidate line, in ARGV order
+# KEYS[3]      the task's redial sorted set (score = due time); due redials go first
+# KEYS[4..]    line lease sorted sets, one per candidate line, in ARGV order
 # ARGV[1]      now (unix seconds)
 # ARGV[2]      lease expiry (unix seconds)
 # ARGV[3]      task name (copied into the in-flight record)
@@ -26,7 +27,8 @@ log = logging.getLogger("cti_dialer.store")
 # then for each group: n, followed by n pairs (line name, line limit)
 # then the claim ids to use, one per number wanted (their count is the batch)
 #
-# Returns {status, id1, raw1, line1, group1, id2, ...}; status is "ok",
+# Returns {status, id1, raw1, line1, group1, from1, id2, ...}; from is "list"
+# or "zset" (a redial member); status is "ok",
 # "empty" (no number waiting) or "no_line" (every line full). A number is
 # popped only when a line slot is taken for it in the same step, and is in
 # the in-flight hash before the script returns: a crash can never lose it.
@@ -39,7 +41,7 @@ local ngroups = tonumber(ARGV[4])
 local groups = {}
 local bykey = {}
 local a = 5
-local k = 3
+local k = 4
 for g = 1, ngroups do
   local n = tonumber(ARGV[a]); a = a + 1
   local lines = {}
@@ -71,7 +73,14 @@ for idx = a, #ARGV do
     if #out == 1 then out[1] = 'no_line' end
     return out
   end
-  local raw = redis.call('RPOP', KEYS[1])
+  local raw, from, source, score = nil, 'list', KEYS[1], 0
+  local due = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'WITHSCORES', 'LIMIT', 0, 1)
+  if #due > 0 then
+    raw, from, source, score = due[1], 'zset', KEYS[3], tonumber(due[2])
+    redis.call('ZREM', KEYS[3], raw)
+  else
+    raw = redis.call('RPOP', KEYS[1])
+  end
   if not raw then
     if #out == 1 then out[1] = 'empty' end
     return out
@@ -79,9 +88,10 @@ for idx = a, #ARGV do
   local id = ARGV[idx]
   redis.call('ZADD', best.key, expiry, id)
   best.count = best.count + 1
-  redis.call('HSET', KEYS[2], id, cjson.encode({kind = 'queue', task = task, queue = KEYS[1],
-    raw = raw, line = best.name, group = bestg - 1, state = 'claimed', claimed_at = now, attempt = 1}))
+  redis.call('HSET', KEYS[2], id, cjson.encode({kind = 'queue', task = task, queue = source, back = from,
+    raw = raw, score = score, line = best.name, group = bestg - 1, state = 'claimed', claimed_at = now}))
   table.insert(out, id); table.insert(out, raw); table.insert(out, best.name); table.insert(out, bestg - 1)
+  table.insert(out, from)
 end
 return out
 """
@@ -166,8 +176,8 @@ if not score or tonumber(score) > now then return {'gone'} end
 local function park(state, line, group)
   redis.call('ZREM', KEYS[1], member)
   redis.call('HSET', KEYS[2], id, cjson.encode({kind = 'schedule', task = ARGV[7], queue = KEYS[1],
-    raw = member, score = tonumber(score), line = line, group = group, state = state,
-    claimed_at = now, attempt = 1}))
+    back = 'zset', raw = member, score = tonumber(score), line = line, group = group, state = state,
+    claimed_at = now}))
 end
 if expires > 0 and now > expires then park('expired', '', 0); return {'expired'} end
 local line, group = take_line(now, expiry, id, 3, 8)
@@ -194,29 +204,61 @@ local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not score then return 0 end
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[2], cjson.encode({kind = 'schedule', task = ARGV[5], queue = KEYS[1],
-  raw = ARGV[1], score = tonumber(score), state = 'rejected', reason = ARGV[4],
-  claimed_at = tonumber(ARGV[3]), attempt = 1}))
+  back = 'zset', raw = ARGV[1], score = tonumber(score), state = 'rejected', reason = ARGV[4],
+  claimed_at = tonumber(ARGV[3])}))
 return 1
 """
 
 
 # Put a claimed, never-dialed number back, once.
 #
-# KEYS[1] in-flight hash, KEYS[2] where it came from (queue list or schedule
-# sorted set), KEYS[3] its line lease sorted set (or KEYS[1] when it has none)
-# ARGV[1] claim id, ARGV[2] raw entry, ARGV[3] "queue" or "schedule",
-# ARGV[4] schedule score, ARGV[5] "1" when KEYS[3] is a lease to free
+# KEYS[1] in-flight hash, KEYS[2] where it came from (queue list, or a sorted
+# set: schedule or redials), KEYS[3] its line lease sorted set, KEYS[4] its
+# idempotency key (KEYS[1] stands in for either when there is none)
+# ARGV[1] claim id, ARGV[2] raw member, ARGV[3] "list" or "zset",
+# ARGV[4] score (zset), ARGV[5] "1" when KEYS[3] is a lease to free,
+# ARGV[6] "1" when KEYS[4] is an idempotency key to release
 # Returns 1, or 0 when the claim was already settled: a retry after a lost
 # reply can never push the number twice.
 REQUEUE = r"""
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
-if ARGV[3] == 'schedule' then
+if ARGV[3] == 'zset' then
   redis.call('ZADD', KEYS[2], ARGV[4], ARGV[2])
 else
   redis.call('RPUSH', KEYS[2], ARGV[2])
 end
 if ARGV[5] == '1' then redis.call('ZREM', KEYS[3], ARGV[1]) end
+-- Never dialed: the id may be taken again, unless another claim holds it.
+if ARGV[6] == '1' and redis.call('GET', KEYS[4]) == ARGV[1] then redis.call('DEL', KEYS[4]) end
 return 1
+"""
+
+# Mark claims "sent" right before their originates, checking the do-not-call
+# set and the idempotency keys at that last moment.
+#
+# KEYS[1] in-flight hash, KEYS[2] do-not-call set, KEYS[3..] idempotency keys
+# ARGV[1] idempotency window (seconds), ARGV[2] claim count, then per claim:
+# claim id, number, in-flight record JSON, idempotency key index (0 = none,
+# i = KEYS[2 + i])
+# Returns one status per claim: "ok" (marked sent), "dnc" (number listed) or
+# "duplicate" (another claim took the same id within the window).
+MARK_SENT = r"""
+local out = {}
+local a = 3
+for i = 1, tonumber(ARGV[2]) do
+  local id, number, record, seen = ARGV[a], ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
+  a = a + 4
+  if redis.call('SISMEMBER', KEYS[2], number) == 1 then
+    out[i] = 'dnc'
+  elseif seen > 0 and not redis.call('SET', KEYS[2 + seen], id, 'NX', 'EX', ARGV[1])
+         and redis.call('GET', KEYS[2 + seen]) ~= id then
+    out[i] = 'duplicate'
+  else
+    redis.call('HSET', KEYS[1], id, record)
+    out[i] = 'ok'
+  end
+end
+return out
 """
 
 # End claims: drop the in-flight record, free the lease, append the result
@@ -224,10 +266,12 @@ return 1
 # retried batch never writes a result twice.
 #
 # KEYS[1] in-flight hash, KEYS[2] results stream, KEYS[3] rejected stream,
-# KEYS[4..] line lease sorted sets referenced by index below
+# KEYS[4..] other keys (line leases, counters, redial sets) referenced by
+# index i = KEYS[3 + i] (0 = none)
 # ARGV[1] results maxlen, ARGV[2] rejected maxlen, ARGV[3] item count, then
-# per item: claim id, lease index (0 = none, i = KEYS[3 + i]), n, n result
-# field/value strings, m, m rejected field/value strings (m = 0: none)
+# per item: claim id, lease index, n, n result field/value strings, m, m
+# rejected field/value strings, counters index, c, c (field, increment)
+# strings, redial set index, redial score, redial member
 # Returns how many items were written.
 FINISH = r"""
 local a = 4
@@ -239,9 +283,20 @@ for i = 1, tonumber(ARGV[3]) do
   local res_at = a + 3
   local nrej = tonumber(ARGV[res_at + nres])
   local rej_at = res_at + nres + 1
-  a = rej_at + nrej
+  local counters = tonumber(ARGV[rej_at + nrej])
+  local ncnt = tonumber(ARGV[rej_at + nrej + 1])
+  local cnt_at = rej_at + nrej + 2
+  local retry = tonumber(ARGV[cnt_at + ncnt])
+  local retry_score, retry_member = ARGV[cnt_at + ncnt + 1], ARGV[cnt_at + ncnt + 2]
+  a = cnt_at + ncnt + 3
   if redis.call('HDEL', KEYS[1], id) == 1 then
     if lease > 0 then redis.call('ZREM', KEYS[3 + lease], id) end
+    if counters > 0 then
+      for j = cnt_at, cnt_at + ncnt - 1, 2 do
+        redis.call('HINCRBY', KEYS[3 + counters], ARGV[j], ARGV[j + 1])
+      end
+    end
+    if retry > 0 then redis.call('ZADD', KEYS[3 + retry], retry_score, retry_member) end
     if nrej > 0 then
       redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, rej_at, rej_at + nrej - 1))
     end
@@ -311,6 +366,7 @@ class Store:
         self._take_rejected = client.register_script(TAKE_REJECTED)
         self._requeue = client.register_script(REQUEUE)
         self._finish = client.register_script(FINISH)
+        self._mark_sent = client.register_script(MARK_SENT)
 
     # --- configuration ------------------------------------------------------------
 
@@ -347,14 +403,16 @@ class Store:
                       now: float, lease_ttl: float):
         """Pop up to len(claim_ids) numbers, each with a line slot; see CLAIM_NUMBERS.
 
-        Returns (status, [(claim_id, raw, line, group_index)]).
+        Returns (status, [(claim_id, raw, line, group_index, from)]); from is
+        "list" for a queue entry, "zset" for a due redial member.
         """
-        reply = self._claim(keys=[queue, self.keys.inflight] + candidates.keys(self.keys),
+        reply = self._claim(keys=[queue, self.keys.inflight, self.keys.retries(task)] + candidates.keys(self.keys),
                             args=[now, now + lease_ttl, task] + candidates.args() + list(claim_ids))
         status = _text(reply[0])
         items = []
-        for i in range(1, len(reply), 4):
-            items.append((_text(reply[i]), reply[i + 1], _text(reply[i + 2]), int(reply[i + 3])))
+        for i in range(1, len(reply), 5):
+            items.append((_text(reply[i]), reply[i + 1], _text(reply[i + 2]), int(reply[i + 3]),
+                          _text(reply[i + 4])))
         return status, items
 
     def reserve_line(self, claim_id: str, candidates: Candidates, now: float, lease_ttl: float):
@@ -400,16 +458,6 @@ class Store:
     def read_schedule_config(self, name) -> Optional[bytes]:
         return self.r.hget(self.keys.schedule_configs, name)
 
-    def mark_sent(self, records: Dict[str, Dict]):
-        """Record, before any originate goes out, which uuid each claim is dialed with.
-
-        After a crash a record in state "sent" is never dialed again; it is
-        checked with uuid_exists instead.
-        """
-        if not records:
-            return
-        self.r.hset(self.keys.inflight, mapping={cid: orjson.dumps(rec) for cid, rec in records.items()})
-
     def update_inflight(self, claim_id: str, record: Dict):
         self.r.hset(self.keys.inflight, claim_id, orjson.dumps(record))
 
@@ -445,34 +493,71 @@ class Store:
         raw = record.get("raw")
         if isinstance(raw, str):
             raw = raw.encode("utf-8", "surrogateescape")
-        line = record.get("line")
-        keys = [self.keys.inflight, record["queue"], self.keys.line_lease(line) if line else self.keys.inflight]
-        return bool(self._requeue(keys=keys, args=[claim_id, raw, record.get("kind", "queue"),
-                                                   float(record.get("score") or 0), "1" if line else "0"]))
+        line, seen = record.get("line"), record.get("seen")
+        back = record.get("back") or ("zset" if record.get("kind") == "schedule" else "list")
+        keys = [self.keys.inflight, record["queue"], self.keys.line_lease(line) if line else self.keys.inflight,
+                seen or self.keys.inflight]
+        return bool(self._requeue(keys=keys, args=[claim_id, raw, back, float(record.get("score") or 0),
+                                                   "1" if line else "0", "1" if seen else "0"]))
 
-    def finish(self, items: Sequence[Tuple[str, Optional[str], Dict, Optional[Dict]]]) -> int:
-        """End claims in one atomic step: (claim_id, line, result, rejected-or-None).
+    def mark_sent(self, claims: Sequence[Tuple[str, str, Dict, Optional[str]]], dedup_window: float) -> List[str]:
+        """Record, right before the originates go out, which uuid each claim is dialed with.
 
-        The in-flight record goes, the line slot is freed and the result (and
-        the rejected record, for bad input) is appended; a claim already
-        ended is skipped, so retrying a batch after a lost reply is safe.
+        (claim_id, number, record, idempotency key or None) per claim; returns
+        "ok", "dnc" or "duplicate" per claim (see MARK_SENT). After a crash a
+        record in state "sent" is never dialed again; it is checked with
+        uuid_exists instead.
+        """
+        if not claims:
+            return []
+        keys = [self.keys.inflight, self.keys.dnc]
+        args = [int(dedup_window), len(claims)]
+        for claim_id, number, record, seen in claims:
+            index = 0
+            if seen:
+                keys.append(seen)
+                index = len(keys) - 2
+            args += [claim_id, number, orjson.dumps(record), index]
+        return [_text(x) for x in self._mark_sent(keys=keys, args=args)]
+
+    def finish(self, items: Sequence) -> int:
+        """End claims in one atomic step.
+
+        Each item is (claim_id, line, result, rejected-or-None) optionally
+        followed by (counters key, {field: increment}) and (redial key,
+        score, member). The in-flight record goes, the line slot is freed,
+        the result (and rejected record) is appended, counters move and a
+        redial is scheduled, all only if the claim was not already ended, so
+        retrying a batch after a lost reply is safe.
         """
         if not items:
             return 0
         keys = [self.keys.inflight, self.keys.results, self.keys.rejected]
-        lease_index = {}
+        index = {}
+
+        def key_index(key):
+            if not key:
+                return 0
+            if key not in index:
+                keys.append(key)
+                index[key] = len(keys) - 3
+            return index[key]
+
         args = [self.result_maxlen, self.rejected_maxlen, len(items)]
-        for claim_id, line, result, rejected in items:
-            index = 0
-            if line:
-                if line not in lease_index:
-                    keys.append(self.keys.line_lease(line))
-                    lease_index[line] = len(keys) - 3
-                index = lease_index[line]
+        for item in items:
+            claim_id, line, result, rejected = item[:4]
+            counters_key, counts = item[4] if len(item) > 4 and item[4] else (None, {})
+            retry_key, retry_score, retry_member = item[5] if len(item) > 5 and item[5] else (None, 0, "")
             res = [x for kv in _fields(result or {}).items() for x in kv]
             rej = [x for kv in _fields(rejected or {}).items() for x in kv]
-            args += [claim_id, index, len(res)] + res + [len(rej)] + rej
+            cnt = [x for kv in counts.items() for x in kv]
+            args += [claim_id, key_index(self.keys.line_lease(line) if line else None), len(res)] + res
+            args += [len(rej)] + rej + [key_index(counters_key), len(cnt)] + cnt
+            args += [key_index(retry_key), retry_score, retry_member]
         return self._finish(keys=keys, args=args)
+
+    def counters(self, owner) -> Dict[str, int]:
+        return {_text(k): int(v) for k, v in self.r.hgetall(self.keys.counters(owner)).items()}
 
     def reject(self, record: Dict):
         """A rejected record for bad configuration or messages (nothing was claimed)."""

@@ -132,7 +132,7 @@ def test_failover_on_route_failure(r, sim, daemon):
     put_task(r, "t1", task_params(line_group=["g1", "g2"]))
     res = finished(r, 1)
     assert [(o.endpoint, o.number) for o in sim.originates()] == [("gwdown", "8001"), ("gwup", "8001")]
-    assert res[0]["line"] == "up" and res[0]["attempt"] == "2" and res[0]["line_group"] == "g2"
+    assert res[0]["line"] == "up" and res[0]["try"] == "2" and res[0]["attempt"] == "1" and res[0]["line_group"] == "g2"
     assert res[0]["answered"] == "1"
     assert r.zcard("cti_dialer_line_lease@test:down") == 0
 

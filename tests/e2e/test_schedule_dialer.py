@@ -143,7 +143,7 @@ def test_precedence_number_config_line_and_failover(r, sim, daemon):
     v = sim.originates()[1].variables
     assert (v["v_only"], v["v_num"], v["v_cfg"], v["v_all"], v["v_line"]) == (
         "number", "config", "config", "line", "line")
-    assert res[0]["attempt"] == "2" and res[0]["line"] == "up"
+    assert res[0]["try"] == "2" and res[0]["attempt"] == "1" and res[0]["line"] == "up"
 
 
 def test_config_hot_reload(r, sim, daemon):

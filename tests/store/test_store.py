@@ -32,8 +32,8 @@ def test_claim_takes_oldest_first_and_records_inflight(store):
         store.r.lpush("q", n)
     status, items = store.claim_numbers("q", "t", Candidates([[("l1", 10)]]), ids(2), 100.0, 60)
     assert status == "ok"
-    assert [raw for _, raw, _, _ in items] == [b"1", b"2"]
-    assert [line for _, _, line, _ in items] == ["l1", "l1"]
+    assert [raw for _, raw, _, _, _ in items] == [b"1", b"2"]
+    assert [line for _, _, line, _, _ in items] == ["l1", "l1"]
     inflight = store.inflight()
     assert set(inflight) == {"c0", "c1"}
     assert inflight["c0"]["raw"] == "1" and inflight["c0"]["state"] == "claimed"
@@ -65,11 +65,11 @@ def test_spread_over_a_group_and_next_group_when_full(store):
         store.r.lpush("q", str(n))
     cands = Candidates([[("a", 2), ("b", 2)], [("c", 5)]])
     status, items = store.claim_numbers("q", "t", cands, ids(6), 100.0, 60)
-    lines = [line for _, _, line, _ in items]
+    lines = [line for _, _, line, _, _ in items]
     assert sorted(lines[:4]) == ["a", "a", "b", "b"]
     assert lines[0] != lines[1]                      # spread, not fill-first
     assert lines[4:] == ["c", "c"]
-    assert [g for _, _, _, g in items] == [0, 0, 0, 0, 1, 1]
+    assert [g for _, _, _, g, _ in items] == [0, 0, 0, 0, 1, 1]
 
 
 def test_line_in_two_groups_counts_once(store):
@@ -103,7 +103,7 @@ def test_requeue_puts_number_next_in_line(store):
 def test_finish_is_one_transaction(store):
     store.r.lpush("q", "1", "bad number")
     _, items = store.claim_numbers("q", "t", Candidates([[("a", 5)]]), ids(2), 100.0, 60)
-    store.mark_sent({"c0": {"state": "sent", "uuid": "u0"}})
+    assert store.mark_sent([("c0", "1", {"state": "sent", "uuid": "u0"}, None)], 60) == ["ok"]
     assert store.inflight()["c0"] == {"state": "sent", "uuid": "u0"}
     store.finish([("c0", "a", {"number": "1", "answered": True}, None),
                   ("c1", "a", {"number": "bad"}, {"raw": "bad number", "reason": "space"})])
@@ -147,7 +147,7 @@ def test_finish_many_items_and_lines(store):
         store.r.lpush("q", str(n))
     _, items = store.claim_numbers("q", "t", Candidates([[("a", 10), ("b", 10), ("c", 10)]]), ids(30), 100.0, 60)
     batch = [(cid, line, {"number": raw.decode(), "i": str(i)}, {"raw": "x"} if i % 7 == 0 else None)
-             for i, (cid, raw, line, _) in enumerate(items)]
+             for i, (cid, raw, line, _, _) in enumerate(items)]
     assert store.finish(batch) == 30
     assert store.inflight() == {}
     assert all(store.r.zcard(KEYS.line_lease(x)) == 0 for x in "abc")
@@ -194,3 +194,47 @@ def test_take_rejected_once(store):
     assert store.take_rejected(b"bad", "c1", 100.0, "why") is True
     assert store.take_rejected(b"bad", "c2", 100.0, "why") is False
     assert store.inflight()["c1"]["reason"] == "why" and store.r.zcard(SCHED) == 0
+
+
+def test_due_redials_go_before_the_queue(store):
+    store.r.lpush("q", "new1", "new2")
+    store.r.zadd(KEYS.retries("t"), {"retry-due": 50, "retry-later": 500})
+    status, items = store.claim_numbers("q", "t", Candidates([[("a", 5)]]), ids(3), 100.0, 60)
+    assert [(raw, origin) for _, raw, _, _, origin in items] == [
+        (b"retry-due", "zset"), (b"new1", "list"), (b"new2", "list")]
+    rec = store.inflight()["c0"]
+    assert rec["back"] == "zset" and rec["queue"] == KEYS.retries("t") and rec["score"] == 50
+    store.requeue("c0", rec)                      # never dialed: back at its own time
+    assert store.r.zscore(KEYS.retries("t"), "retry-due") == 50.0
+
+
+def test_mark_sent_checks_dnc_and_ids(store):
+    store.r.sadd(KEYS.dnc, "666")
+    seen = KEYS.seen("t", "order-1")
+    out = store.mark_sent([("c1", "1", {"state": "sent"}, seen), ("c2", "666", {"state": "sent"}, None),
+                           ("c3", "2", {"state": "sent"}, seen)], 86400)
+    assert out == ["ok", "dnc", "duplicate"]
+    assert set(store.inflight()) == {"c1"}
+    assert 86000 < store.r.ttl(seen) <= 86400
+    # the same claim sent again (failover, throttle) is not its own duplicate
+    assert store.mark_sent([("c1", "1", {"state": "sent", "try": 2}, seen)], 86400) == ["ok"]
+
+
+def test_requeue_releases_the_id_it_held(store):
+    seen = KEYS.seen("t", "order-9")
+    store.r.lpush("q", "1")
+    store.claim_numbers("q", "t", Candidates([[("a", 5)]]), ids(1), 100.0, 60)
+    store.mark_sent([("c0", "1", dict(store.inflight()["c0"], state="sent", seen=seen), seen)], 600)
+    store.requeue("c0", store.inflight()["c0"])
+    assert not store.r.exists(seen)               # never dialed: the id is free again
+
+
+def test_finish_counts_and_schedules_redial(store):
+    store.r.lpush("q", "1")
+    store.claim_numbers("q", "t", Candidates([[("a", 5)]]), ids(1), 100.0, 60)
+    item = ("c0", "a", {"number": "1"}, None, (KEYS.counters("t"), {"failed": 1, "cause:USER_BUSY": 1}),
+            (KEYS.retries("t"), 400.0, '{"raw":"1","attempt":2}'))
+    assert store.finish([item]) == 1
+    assert store.finish([item]) == 0              # retried: nothing counted or scheduled twice
+    assert store.counters("t") == {"failed": 1, "cause:USER_BUSY": 1}
+    assert store.r.zrange(KEYS.retries("t"), 0, -1, withscores=True) == [(b'{"raw":"1","attempt":2}', 400.0)]
