@@ -209,3 +209,24 @@ def test_schedule_redial_goes_back_into_the_schedule_set(r, sim, daemon):
     sent = [o.ts for o in sim.originates()]
     assert len(sent) == 2 and sent[1] - sent[0] >= 1.0
     assert counters(r, "cti_dialer_counter@%s:schedule:c1" % DOMAIN)["redials_scheduled"] == 1
+
+
+def test_redials_shared_by_two_daemons_dialed_once_each(r, sim, daemon_factory):
+    basic_setup(r, lines=(("l1", "sofia/gateway/gw1/", 50),))
+    numbers = [str(56000 + i) for i in range(20)]
+    for n in numbers:
+        sim.script_number(n, Outcome.busy(ring_ms=20))
+    put_task(r, "t1", task_params(limit=5, redial={"busy": {"count": 2, "interval": 0.3}}), notify=False)
+    daemon_factory(host="fs1")
+    daemon_factory(host="fs2")
+    push(r, "queue:t1", *numbers)
+    res = n_results(r, 60, timeout=30)
+    time.sleep(1.0)
+    dialed = sorted(o.number for o in sim.originates())
+    assert dialed == sorted(numbers * 3)                 # first call and two redials, no more, no less
+    assert sorted(x["number"] for x in results(r)) == sorted(numbers * 3)
+    per_number = {}
+    for x in res:
+        per_number.setdefault(x["number"], []).append(x["attempt"])
+    assert all(sorted(v) == ["1", "2", "3"] for v in per_number.values())
+    assert {x["host"] for x in res} == {"fs1", "fs2"}
