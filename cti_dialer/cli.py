@@ -66,7 +66,7 @@ def check_config(config_path):
     config = _load(config_path)
     for setting in settings.SETTINGS:
         value = config.get(setting.section, setting.key)
-        if setting.key == "password":
+        if setting.key in ("password", "sentinel_password"):
             value = "***"
         click.echo("[%s] %s = %s" % (setting.section, setting.key, value))
 
@@ -92,13 +92,13 @@ def settings_doc():
 @click.option("--host", "target", default=None, help="Notify config@HOST instead of config@all.")
 def notify(config_path, table, key, target):
     """Publish a config_change so running daemons reload."""
-    import redis
+    from .store import connect
     config = _load(config_path)
     channel = "config@%s" % target if target else "config@all"
     msg = {"type": "config_change", "table": table}
     if key is not None:
         msg["key"] = key
-    receivers = redis.Redis.from_url(config.redis_url).publish(channel, json.dumps(msg))
+    receivers = connect(config).publish(channel, json.dumps(msg))
     click.echo("published to %s (%d receiver(s)): %s" % (channel, receivers, json.dumps(msg)))
 
 

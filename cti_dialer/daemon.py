@@ -22,12 +22,12 @@ from typing import Dict, List
 import gevent
 import gevent.event
 import orjson
-import redis
 
 from . import __version__, call, keys as keymod, model, originate, timewindow
 from .call import Verdict
 from .calls import REDIS_ERRORS, SCHEDULE_PREFIX, STRANDED_AFTER, Calls, Claim, redial_state
 from .esl import EslClient, EslError
+from . import store as store_module
 from .store import Candidates, Store
 
 log = logging.getLogger("cti_dialer")
@@ -44,16 +44,14 @@ class Daemon:
         self.domain = config.dialer_domain
         self.tz = config.dialer_timezone
         self.keys = keymod.Keys(self.host, self.domain)
-        self.redis = redis_client or redis.Redis.from_url(
-            config.redis_url, socket_timeout=config.redis_socket_timeout,
-            socket_connect_timeout=config.redis_socket_timeout, health_check_interval=15)
+        self.redis = redis_client or store_module.connect(config)
         self.store = Store(self.redis, self.keys, result_maxlen=config.dialer_result_maxlen,
                            rejected_maxlen=config.dialer_rejected_maxlen)
         self.stopping = gevent.event.Event()
         self.esl = EslClient(config.esl_host, config.esl_port, config.esl_password,
                              connect_timeout=config.esl_connect_timeout,
                              command_timeout=config.esl_command_timeout,
-                             reconnect_max=config.esl_reconnect_max,
+                             reconnect_max=config.esl_reconnect_max, keepalive=config.esl_keepalive,
                              on_event=self._on_esl_event, on_connect=self._on_esl_connect)
         self.calls = Calls(config=config, host=self.host, store=self.store, esl=self.esl, stopping=self.stopping,
                            source_of=self._source, line_of=self.lines_get, candidates=self._candidates,
@@ -94,9 +92,10 @@ class Daemon:
         return 0
 
     def start(self):
+        redis_at = _safe_url(self.config.redis_url) if not self.config.redis_sentinels else "sentinel %s at %s" % (
+            self.config.redis_sentinel_service, ",".join("%s:%d" % hp for hp in self.config.redis_sentinels))
         log.info("cti-dialer %s starting: host=%s domain=%s redis=%s esl=%s:%s",
-                 __version__, self.host, self.domain, _safe_url(self.config.redis_url),
-                 self.config.esl_host, self.config.esl_port)
+                 __version__, self.host, self.domain, redis_at, self.config.esl_host, self.config.esl_port)
         self.esl.start()
         for fn in (self._watch_config, self.calls.event_loop, self.calls.writer_loop, self._housekeeping,
                    self._recover_then_dispatch):
@@ -307,6 +306,7 @@ class Daemon:
                 self.reload_all()
                 if not self.redis_ok.is_set():
                     log.info("Redis connected")
+                self.store.heartbeat(self.config.dialer_takeover_after)
                 self.redis_ok.set()
                 self.calls.write_wake.set()
                 self._maybe_ready()
@@ -586,22 +586,35 @@ class Daemon:
         if self.calls.claims:
             gevent.spawn(self.calls.reconcile)
 
+    def _take_over_gone_hosts(self):
+        """Settle the in-flight numbers of hosts whose heartbeat stopped ``takeover_after`` ago."""
+        for host in self.store.gone_hosts():
+            moved = self.store.take_over(host)
+            if not moved:
+                continue
+            counts = self.calls.recover({cid: rec for cid, rec in self.store.inflight().items() if cid in moved})
+            log.warning("host %s has no heartbeat for %ss: took over %d in-flight number(s): %s",
+                        host, int(self.config.dialer_takeover_after), len(moved), dict(counts))
+
     def _housekeeping(self):
         last_reload = last_reconcile = last_sweep = time.time()
         while not self.stopping.wait(2.0):
             now = time.time()
             try:
                 if self.redis_ok.is_set():
+                    self.store.heartbeat(self.config.dialer_takeover_after)
                     if now - last_reload >= self.config.dialer_reload_interval:
                         last_reload = now
                         self.reload_all()
                     self.calls.renew_leases(now)
                     self._write_status(now)
-                    if now - last_sweep >= SWEEP_INTERVAL and self.esl.ready.is_set():
+                    if now - last_sweep >= min(SWEEP_INTERVAL, self.config.dialer_takeover_after) \
+                            and self.esl.ready.is_set():
                         last_sweep = now
                         counts = self.calls.recover(self.store.inflight(), older_than=STRANDED_AFTER)
                         if counts:
                             log.warning("settled stranded in-flight records: %s", dict(counts))
+                        self._take_over_gone_hosts()
             except (EslError, *REDIS_ERRORS) as exc:
                 log.warning("housekeeping: %s", exc)
             if self.esl.ready.is_set() and now - last_reconcile >= min(30.0, self.config.dialer_job_timeout):

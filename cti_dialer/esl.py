@@ -127,6 +127,7 @@ class _Connection(gs.InboundESL):
         self._on_event = on_event
         self._write_lock = gevent.lock.Semaphore()
         self.closed = gevent.event.Event()
+        self.last_heard = time.monotonic()
 
     def start_event_handlers(self):
         # Only the reader: events go straight to on_event, never to
@@ -142,6 +143,7 @@ class _Connection(gs.InboundESL):
             self.close()
 
     def handle_event(self, event):
+        self.last_heard = time.monotonic()
         ctype = event.headers.get("Content-Type")
         if ctype == "text/event-plain":
             length = int(event.headers.get("Content-Length", "0"))
@@ -229,11 +231,12 @@ class EslClient:
     """
 
     def __init__(self, host, port, password, *, connect_timeout=5.0, command_timeout=10.0,
-                 reconnect_max=30.0, on_event: Callable = None, on_connect: Callable = None):
+                 reconnect_max=30.0, keepalive=5.0, on_event: Callable = None, on_connect: Callable = None):
         self.host, self.port, self._password = host, port, password
         self.connect_timeout = connect_timeout
         self.command_timeout = command_timeout
         self.reconnect_max = reconnect_max
+        self.keepalive = keepalive
         self.on_event = on_event or (lambda event: None)
         self.on_connect = on_connect or (lambda: None)
         self.ready = gevent.event.Event()
@@ -296,13 +299,30 @@ class EslClient:
                 self.on_connect()
             except Exception:
                 log.exception("ESL on_connect failed")
+            prober = gevent.spawn(self._probe, conn)
             conn.closed.wait()
+            prober.kill(block=False)
             self.ready.clear()
             self._conn = None
             if not self._stopping:
                 log.warning("ESL connection to %s:%s lost", self.host, self.port)
                 self.on_event(Disconnected("connection lost"))
                 gevent.sleep(0.2)
+
+    def _probe(self, conn):
+        """A switch that stops talking is found out: after ``keepalive`` seconds of
+        silence a cheap command must be answered within ``command_timeout``,
+        else the connection is dropped and rebuilt (calls waiting for events
+        are then reconciled with uuid_exists)."""
+        while not conn.closed.is_set():
+            quiet = time.monotonic() - conn.last_heard
+            if quiet < self.keepalive:
+                conn.closed.wait(self.keepalive - quiet)
+                continue
+            try:
+                self.wait(conn.send_async("api status"))
+            except EslError:
+                return
 
     # --- commands -----------------------------------------------------------------
 

@@ -92,6 +92,18 @@ class Keys:
         """String with TTL: an entry id already taken for this task (idempotent enqueue)."""
         return "cti_dialer_seen@%s:%s:%s" % (self.domain, owner, entry_id)
 
+    def alive(self, host=None):
+        """String with TTL: present while a host's daemon is alive (its heartbeat)."""
+        return "cti_dialer_alive@%s" % (host or self.host)
+
+    def inflight_of(self, host):
+        return "cti_dialer_inflight@%s" % host
+
+    @property
+    def hosts(self):
+        """Set: every host that ever ran a daemon on this domain (for takeover)."""
+        return "cti_dialer_hosts@%s" % self.domain
+
     @property
     def status(self):
         """Hash: this daemon's state, heartbeat and counters."""

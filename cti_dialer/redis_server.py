@@ -37,10 +37,11 @@ def free_port():
 class RedisServer:
     """Start with ``start()``, read ``url``, stop with ``stop()``; restartable on the same port and data."""
 
-    def __init__(self, port=None, appendonly=False, binary=None, workdir=None):
+    def __init__(self, port=None, appendonly=False, binary=None, workdir=None, extra_args=()):
         self.binary = binary or find_binary()
         self.port = port or free_port()
         self.appendonly = appendonly
+        self.extra_args = list(extra_args)
         self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="cti-redis-")
         self.workdir = workdir or self._tmp.name
         self.proc = None
@@ -55,6 +56,7 @@ class RedisServer:
                 "--daemonize", "no", "--loglevel", "warning"]
         if self.appendonly:
             args += ["--appendfsync", "always"]
+        args += self.extra_args
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         client = redis.Redis(port=self.port, socket_timeout=1)
         deadline = time.monotonic() + timeout

@@ -65,6 +65,18 @@ def _redis_url(text):
     return text
 
 
+def _sentinels(text):
+    out = []
+    for item in (x.strip() for x in text.split(",")):
+        if not item:
+            continue
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("must be host:port[,host:port...], not %r" % item)
+        out.append((host, int(port)))
+    return tuple(out)
+
+
 def _log_level(text):
     text = text.strip().upper()
     if text not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -135,6 +147,8 @@ SETTINGS: Tuple[Setting, ...] = (
             "Longest pause after repeated capacity refusals."),
     Setting("dialer", "dedup_window", "86400", _positive_float,
             "Seconds during which a second number entry with the same params.id for the same task is a duplicate."),
+    Setting("dialer", "takeover_after", "300", _positive_float,
+            "Seconds without a heartbeat after which another daemon settles a host's in-flight numbers."),
     Setting("dialer", "drain_timeout", "5", _positive_float,
             "Seconds a graceful stop waits for pending Redis writes before exiting."),
     Setting("dialer", "result_maxlen", "1000000", _positive_int,
@@ -143,6 +157,14 @@ SETTINGS: Tuple[Setting, ...] = (
             "Approximate cap on entries kept in the rejected stream."),
     Setting("redis", "url", "redis://127.0.0.1:6379/0", _redis_url,
             "Redis to read tasks from and write results to."),
+    Setting("redis", "sentinels", "", _sentinels,
+            "Redis Sentinel addresses (host:port, comma separated); when set, the master of sentinel_service "
+            "is used and url only supplies the password and database number.",
+            example="10.0.0.1:26379,10.0.0.2:26379,10.0.0.3:26379"),
+    Setting("redis", "sentinel_service", "mymaster", _str,
+            "The Sentinel service (master) name."),
+    Setting("redis", "sentinel_password", "", _str,
+            "Password of the Sentinels themselves, if they require one (never logged)."),
     Setting("redis", "socket_timeout", "5", _positive_float,
             "Seconds a Redis command may take before the connection is considered broken."),
     Setting("esl", "host", "127.0.0.1", _str,
@@ -155,6 +177,9 @@ SETTINGS: Tuple[Setting, ...] = (
             "Seconds to connect, receive the greeting and authenticate."),
     Setting("esl", "command_timeout", "10", _positive_float,
             "Seconds to wait for a reply to any ESL command; past it the connection is dropped and rebuilt."),
+    Setting("esl", "keepalive", "5", _positive_float,
+            "Seconds of silence from FreeSWITCH after which a probe command is sent; no answer within "
+            "command_timeout drops the connection."),
     Setting("esl", "reconnect_max", "30", _positive_float,
             "Longest pause between ESL reconnect attempts (backoff doubles from 0.5 s)."),
     Setting("log", "level", "INFO", _log_level,
@@ -229,9 +254,10 @@ def render_example():
             section = setting.section
         lines.append("; %s" % setting.doc)
         if setting.example is not None:
-            lines.append("; default: computed (%s)" % {
-                "host": "the machine's short host name",
-                "timezone": "the system's local zone"}.get(setting.key, "at start"))
+            lines.append("; default: %s" % {
+                "host": "computed (the machine's short host name)",
+                "timezone": "computed (the system's local zone)",
+                "sentinels": "none (connect to url directly)"}.get(setting.key, "computed at start"))
             lines.append(";%s = %s" % (setting.key, setting.example))
         else:
             lines.append(";%s = %s" % (setting.key, setting.default_text()))
@@ -253,7 +279,8 @@ def render_rst():
             title = "[%s]" % section
             out += [title, "-" * len(title), ""]
         default = setting.default_text() if setting.example is None else {
-            "host": "the machine's short host name", "timezone": "the system's local zone"}[setting.key]
+            "host": "the machine's short host name", "timezone": "the system's local zone",
+            "sentinels": "none (connect to url directly)"}[setting.key]
         out += ["``%s``" % setting.key, "    %s Default: ``%s``." % (setting.doc, default)
                 if setting.example is None else "    %s Default: %s." % (setting.doc, default), ""]
     return "\n".join(out)

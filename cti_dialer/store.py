@@ -310,6 +310,27 @@ return done
 """
 
 
+# Move up to N in-flight records of a host that is gone (no heartbeat) into
+# ours, so that we settle them. The owner's heartbeat is checked in the same
+# step, so a host that is back (or never left) keeps every record.
+#
+# KEYS[1] the gone host's in-flight hash, KEYS[2] ours, KEYS[3] its heartbeat key
+# ARGV[1] N, ARGV[2] our host name
+# Returns the claim ids moved (empty when the owner is alive or had none).
+TAKE_OVER = r"""
+if redis.call('EXISTS', KEYS[3]) == 1 then return {} end
+local ids = redis.call('HKEYS', KEYS[1])
+local moved = {}
+for i = 1, math.min(#ids, tonumber(ARGV[1])) do
+  local record = redis.call('HGET', KEYS[1], ids[i])
+  redis.call('HSET', KEYS[2], ids[i], record)
+  redis.call('HDEL', KEYS[1], ids[i])
+  moved[#moved + 1] = ids[i]
+end
+return moved
+"""
+
+
 class Candidates:
     """Line groups flattened for the scripts: [(group lines [(name, limit)])]."""
 
@@ -367,6 +388,7 @@ class Store:
         self._requeue = client.register_script(REQUEUE)
         self._finish = client.register_script(FINISH)
         self._mark_sent = client.register_script(MARK_SENT)
+        self._take_over = client.register_script(TAKE_OVER)
 
     # --- configuration ------------------------------------------------------------
 
@@ -565,6 +587,31 @@ class Store:
 
     # --- status ----------------------------------------------------------------------
 
+    def heartbeat(self, ttl: float):
+        """Say this host is alive for ``ttl`` seconds, and register it for takeover."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.set(self.keys.alive(), int(time.time()), ex=max(1, int(ttl)))
+        pipe.sadd(self.keys.hosts, self.keys.host)
+        pipe.execute()
+
+    def gone_hosts(self) -> List[str]:
+        """Other hosts with in-flight records and no heartbeat."""
+        hosts = [_text(h) for h in self.r.smembers(self.keys.hosts) if _text(h) != self.keys.host]
+        if not hosts:
+            return []
+        pipe = self.r.pipeline(transaction=False)
+        for host in hosts:
+            pipe.exists(self.keys.alive(host))
+            pipe.hlen(self.keys.inflight_of(host))
+        replies = pipe.execute()
+        return [h for h, alive, n in zip(hosts, replies[::2], replies[1::2]) if not alive and n]
+
+    def take_over(self, host: str, count: int = 500) -> List[str]:
+        """Move up to ``count`` in-flight records of a gone host into ours (TAKE_OVER)."""
+        return [_text(x) for x in self._take_over(
+            keys=[self.keys.inflight_of(host), self.keys.inflight, self.keys.alive(host)],
+            args=[count, self.keys.host])]
+
     def write_status(self, fields: Dict, task_status: Dict[str, Dict], removed_tasks: Iterable[str] = ()):
         pipe = self.r.pipeline(transaction=False)
         pipe.hset(self.keys.status, mapping=_fields(fields))
@@ -585,5 +632,23 @@ class Store:
         return self.r.ping()
 
 
-def now() -> float:
-    return time.time()
+def connect(config) -> redis.Redis:
+    """The Redis client the config asks for: direct (``url``) or through Sentinel.
+
+    Through Sentinel every new connection asks the Sentinels for the current
+    master, so after a failover the next reconnect finds the new one.
+    """
+    common = dict(socket_timeout=config.redis_socket_timeout, socket_connect_timeout=config.redis_socket_timeout,
+                  health_check_interval=15)
+    if not config.redis_sentinels:
+        return redis.Redis.from_url(config.redis_url, **common)
+    from urllib.parse import urlparse
+    from redis.sentinel import Sentinel
+    url = urlparse(config.redis_url)
+    db = int((url.path or "/0").lstrip("/") or 0)
+    sentinel_kwargs = {"socket_timeout": config.redis_socket_timeout}
+    if config.redis_sentinel_password:
+        sentinel_kwargs["password"] = config.redis_sentinel_password
+    sentinel = Sentinel(list(config.redis_sentinels), sentinel_kwargs=sentinel_kwargs,
+                        socket_timeout=config.redis_socket_timeout)
+    return sentinel.master_for(config.redis_sentinel_service, password=url.password, db=db, **common)

@@ -32,3 +32,22 @@ def r(redis_server):
     client.flushall()
     yield client
     client.close()
+
+
+# Fault tests report their figures (numbers pushed, originated, lost,
+# duplicated) at the end of the run, whether they pass or fail.
+FAULT_FIGURES = []
+
+
+@pytest.fixture
+def fault_report(request):
+    def report(line):
+        FAULT_FIGURES.append("%-58s %s" % (request.node.name[:58], line))
+    return report
+
+
+def pytest_terminal_summary(terminalreporter):
+    if FAULT_FIGURES:
+        terminalreporter.section("fault test figures")
+        for line in FAULT_FIGURES:
+            terminalreporter.write_line(line)
