@@ -651,7 +651,18 @@ class Daemon:
             "heartbeat": now, "state": "draining" if self.stopping.is_set() else "running",
             "esl": "connected" if self.esl.ready.is_set() else "disconnected",
             "active_calls": len(self.calls.claims), "pending_writes": len(self.calls.pending_writes),
+            # per-call state still held in memory (both 0 when idle: nothing leaks)
+            "tracked_claims": len(self.calls.claims), "tracked_uuids": len(self.calls.by_uuid),
+            "rss_kb": _rss_kb(),
         }, tasks, removed)
+
+
+def _rss_kb():
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def _text(value):

@@ -95,3 +95,45 @@ def test_sigterm_during_a_throttle_pause_keeps_the_number(r, sim, daemon_factory
     daemon_factory()
     res = wait_for(lambda: results(r), 10, message="the result")
     assert res[0]["cause"] == "NORMAL_CLEARING"
+
+
+def test_sigterm_with_calls_up_exits_fast_and_follows_them_after_restart(r, sim, daemon_factory):
+    sim.default_outcome = Outcome.answer(ring_ms=0, hold_ms=4000)
+    basic_setup(r)
+    put_task(r, "t1", task_params(limit=5), notify=False)
+    push(r, "queue:t1", *[str(44000 + i) for i in range(5)])
+    d = daemon_factory()
+    wait_for(lambda: len(sim.active_channels()) == 5, 10)
+    import time
+    t0 = time.monotonic()
+    assert d.stop() == 0
+    assert time.monotonic() - t0 < 3.0          # not waiting for the calls
+    assert len(sim.active_channels()) == 5       # they go on on the switch
+    assert r.hlen("cti_dialer_inflight@fs1") == 5
+    d2 = daemon_factory()
+    d2.wait_log("5 still up and followed")
+    res = wait_for(lambda: len(results(r)) == 5 and results(r), 15)
+    assert all(x["cause"] == "NORMAL_CLEARING" and x["answered"] == "1" for x in res)
+    assert len(sim.originates()) == 5
+
+
+def test_no_per_call_state_left_after_a_varied_run(r, sim, daemon, fault_report):
+    basic_setup(r, lines=(("a", "sofia/gateway/gwa/", 10), ("b", "sofia/gateway/gwb/", 10)),
+                groups=(("g1", ("a",)), ("g2", ("b",))))
+    sim.script_gateway("gwa", Outcome.fail("GATEWAY_DOWN"))        # every call fails over
+    numbers = [str(45000 + i) for i in range(300)]
+    for n in numbers[::7]:
+        sim.script_number(n, Outcome.busy())
+    r.sadd("cti_dnc@test", numbers[3])
+    put_task(r, "t1", task_params(limit=10, line_group=["g1", "g2"], redial={"busy": {"count": 1, "interval": 0}}))
+    push(r, "queue:t1", *numbers, "bad number")
+    wait_for(lambda: len(results(r)) >= 300 + 43 + 1, 60, message="every result")
+
+    def idle():
+        st = {k.decode(): v.decode() for k, v in r.hgetall("cti_dialer_status@fs1").items()}
+        return st if st.get("tracked_claims") == "0" and st.get("tracked_uuids") == "0" else None
+    st = wait_for(idle, 10, message="no tracked claims")
+    fault_report("after 300 numbers (+failover, redials, DNC, a rejection): tracked_claims=%s tracked_uuids=%s "
+                 "rss=%s kB" % (st["tracked_claims"], st["tracked_uuids"], st["rss_kb"]))
+    assert r.hlen("cti_dialer_inflight@fs1") == 0
+    assert r.zcard("cti_dialer_line_lease@test:a") == 0 and r.zcard("cti_dialer_line_lease@test:b") == 0

@@ -238,3 +238,18 @@ def test_finish_counts_and_schedules_redial(store):
     assert store.finish([item]) == 0              # retried: nothing counted or scheduled twice
     assert store.counters("t") == {"failed": 1, "cause:USER_BUSY": 1}
     assert store.r.zrange(KEYS.retries("t"), 0, -1, withscores=True) == [(b'{"raw":"1","attempt":2}', 400.0)]
+
+
+def test_take_over_only_from_a_host_without_heartbeat(store):
+    other = Keys("fs2", "test")
+    store.r.hset(other.inflight, mapping={"a": "{}", "b": "{}"})
+    store.r.sadd(KEYS.hosts, "fs2")
+    store.r.set(other.alive(), 1, ex=60)
+    assert store.gone_hosts() == [] and store.take_over("fs2") == []
+    assert store.r.hlen(other.inflight) == 2          # the owner keeps everything while alive
+    store.r.delete(other.alive())
+    assert store.gone_hosts() == ["fs2"]
+    assert sorted(store.take_over("fs2", count=1) + store.take_over("fs2")) == ["a", "b"]
+    assert store.r.hlen(other.inflight) == 0 and set(store.inflight()) == {"a", "b"}
+    store.heartbeat(30)
+    assert 0 < store.r.ttl(KEYS.alive()) <= 30 and store.r.sismember(KEYS.hosts, "fs1")
