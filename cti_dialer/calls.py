@@ -107,7 +107,7 @@ def redial_state(kind, back, raw):
 
 class Calls:
     def __init__(self, *, config, host, store, esl, stopping: gevent.event.Event,
-                 source_of: Callable, line_of: Callable, candidates: Callable, on_freed: Callable):
+                 source_of: Callable, line_of: Callable, candidates: Callable, on_freed: Callable, latency=None):
         self.config = config
         self.host = host
         self.store = store
@@ -117,6 +117,7 @@ class Calls:
         self.line_of = line_of              # line name -> Line / None
         self.candidates = candidates        # (source, first group) -> store.Candidates
         self.on_freed = on_freed            # owner -> None: a slot of that task came free
+        self.latency = latency              # histogram: originate written -> BACKGROUND_JOB
         self.events = gevent.queue.Queue()
         self.claims: Dict[str, Claim] = {}
         self.by_uuid: Dict[str, Claim] = {}
@@ -237,8 +238,9 @@ class Calls:
                 replies.append((claim, None))   # unknown: settled by reconcile after reconnect
             claim.sent += 1
             self.stats[claim.owner]["dialed"] += 1
-            log.debug("originate %s task=%s line=%s uuid=%s attempt=%d", claim.number, claim.task,
-                      claim.line, claim.attempt.uuid, claim.attempt_no)
+            log.info("originate %s %s=%s line=%s uuid=%s attempt=%d try=%d", claim.number,
+                     "task" if claim.kind == "queue" else "config", claim.task, claim.line, claim.attempt.uuid,
+                     claim.attempt_no, claim.tries)
         for claim, result in replies:
             if result is None:
                 continue
@@ -284,6 +286,8 @@ class Calls:
             att = claim.attempt
             att.job_done = True
             att.job_ok = status == "+OK"
+            if self.latency is not None and att.sent_at:
+                self.latency.observe(max(0.0, time.time() - att.sent_at))
             if att.job_ok:
                 if att.sent_at >= self.throttle_until:
                     # Accepted after the last pause ended: the throttle is over.
@@ -297,7 +301,8 @@ class Calls:
             claim = self.by_uuid.get(event.uuid)
             if claim is not None:
                 claim.attempt.answered_at = event.ts
-                log.debug("answered %s uuid=%s", claim.number, event.uuid)
+                log.info("answered %s %s=%s uuid=%s", claim.number,
+                         "task" if claim.kind == "queue" else "config", claim.task, event.uuid)
             return
         elif isinstance(event, HungUp):
             claim = self.by_uuid.get(event.uuid)

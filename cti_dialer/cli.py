@@ -56,7 +56,8 @@ def run(config_path):
     config = _load(config_path)
     setup_logging(config.log_level, config.log_format)
     from .daemon import Daemon
-    sys.exit(Daemon(config).run())
+    sys.exit(Daemon(config, config_path=config_path,
+                    on_reload=lambda c: setup_logging(c.log_level, c.log_format)).run())
 
 
 @main.command("check-config")
@@ -127,6 +128,11 @@ def fsim(host, port, password, script_path):
     if script_path:
         argv += ["--script", script_path]
     sys.exit(fsim_main(argv))
+
+
+from .cli_admin import register  # noqa: E402  (the admin commands hang off ``main``)
+
+register(main)
 
 
 if __name__ == "__main__":  # pragma: no cover

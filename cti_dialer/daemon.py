@@ -23,10 +23,12 @@ import gevent
 import gevent.event
 import orjson
 
-from . import __version__, call, keys as keymod, model, originate, timewindow
+from . import __version__, call, keys as keymod, model, originate, settings, timewindow
 from .call import Verdict
 from .calls import REDIS_ERRORS, SCHEDULE_PREFIX, STRANDED_AFTER, Calls, Claim, redial_state
 from .esl import EslClient, EslError
+from .metrics import make_registry, serve
+from .sdnotify import Notifier
 from . import store as store_module
 from .store import Candidates, Store
 
@@ -35,11 +37,17 @@ log = logging.getLogger("cti_dialer")
 # How often in-flight records nobody follows are looked for (a lost Redis
 # reply can leave one behind while the daemon runs).
 SWEEP_INTERVAL = 60.0
+# Housekeeping (heartbeat, leases, status) runs this often; a heartbeat lives
+# for takeover_after but never less than three of these, so a live host can
+# never look gone between two heartbeats.
+HEARTBEAT_INTERVAL = 2.0
 
 
 class Daemon:
-    def __init__(self, config, redis_client=None):
+    def __init__(self, config, redis_client=None, config_path=None, on_reload=None):
         self.config = config
+        self.config_path = config_path
+        self.on_reload = on_reload          # re-applies logging settings after SIGHUP
         self.host = config.dialer_host
         self.domain = config.dialer_domain
         self.tz = config.dialer_timezone
@@ -53,9 +61,10 @@ class Daemon:
                              command_timeout=config.esl_command_timeout,
                              reconnect_max=config.esl_reconnect_max, keepalive=config.esl_keepalive,
                              on_event=self._on_esl_event, on_connect=self._on_esl_connect)
+        self.registry, latency = make_registry(self)
         self.calls = Calls(config=config, host=self.host, store=self.store, esl=self.esl, stopping=self.stopping,
                            source_of=self._source, line_of=self.lines_get, candidates=self._candidates,
-                           on_freed=self._on_slot_freed)
+                           on_freed=self._on_slot_freed, latency=latency)
         self.redis_ok = gevent.event.Event()
         self.config_loaded = gevent.event.Event()
         self.recovered = gevent.event.Event()
@@ -73,6 +82,11 @@ class Daemon:
         self.line_starved = set()
         self.schedule_wake = gevent.event.Event()
         self.started_at = time.time()
+        self.redis_connects = 0
+        self.queue_lengths: Dict[str, int] = {}
+        self.notifier = Notifier()
+        self.reload_requested = gevent.event.Event()
+        self.metrics_server = None
         self._greenlets: List[gevent.Greenlet] = []
         self._status_tasks = set()
         self._ready_logged = False
@@ -86,6 +100,7 @@ class Daemon:
         """Run until SIGTERM/SIGINT (or ``stop()``); returns the exit status."""
         gevent.signal_handler(signal.SIGTERM, self.stopping.set)
         gevent.signal_handler(signal.SIGINT, self.stopping.set)
+        gevent.signal_handler(signal.SIGHUP, self.reload_requested.set)
         self.start()
         self.stopping.wait()
         self.shutdown()
@@ -96,9 +111,11 @@ class Daemon:
             self.config.redis_sentinel_service, ",".join("%s:%d" % hp for hp in self.config.redis_sentinels))
         log.info("cti-dialer %s starting: host=%s domain=%s redis=%s esl=%s:%s",
                  __version__, self.host, self.domain, redis_at, self.config.esl_host, self.config.esl_port)
+        if self.config.metrics_listen:
+            self.metrics_server = serve(self.registry, self.config.metrics_listen)
         self.esl.start()
         for fn in (self._watch_config, self.calls.event_loop, self.calls.writer_loop, self._housekeeping,
-                   self._recover_then_dispatch):
+                   self._recover_then_dispatch, self._systemd_loop, self._reload_loop):
             self._greenlets.append(gevent.spawn(self._supervise, fn))
         self._schedule_greenlet = gevent.spawn(self._supervise, self._schedule_loop)
 
@@ -109,6 +126,7 @@ class Daemon:
         """No new claims; let dispatch steps in progress end; write what is pending; exit."""
         log.info("stopping: no new claims; %d call(s) stay up on the switch and are followed after restart",
                  len(self.calls.claims))
+        self.notifier.stopping()
         deadline = time.time() + self.config.dialer_drain_timeout
         # Loops end on their own at their next look at ``stopping``: killing
         # one between "mark sent" and the originate would record UNKNOWN for a
@@ -131,6 +149,8 @@ class Daemon:
             pass
         for g in self._greenlets:
             g.kill(block=False)
+        if self.metrics_server is not None:
+            self.metrics_server.stop(timeout=1)
         self.esl.stop()
         log.info("stopped")
 
@@ -152,6 +172,7 @@ class Daemon:
             self._ready_logged = True
             log.info("ready: connected to Redis, subscribed to %s and %s, logged in to ESL",
                      self.keys.channel_all, self.keys.channel_host)
+            self.notifier.ready(self.summary())
 
     # --- configuration -------------------------------------------------------------
 
@@ -304,9 +325,10 @@ class Daemon:
                 # Messages sent while we were away are lost: reread everything
                 # once subscribed, so nothing between the two is missed.
                 self.reload_all()
+                self.redis_connects += 1
                 if not self.redis_ok.is_set():
                     log.info("Redis connected")
-                self.store.heartbeat(self.config.dialer_takeover_after)
+                self.store.heartbeat(self._heartbeat_ttl())
                 self.redis_ok.set()
                 self.calls.write_wake.set()
                 self._maybe_ready()
@@ -575,6 +597,51 @@ class Daemon:
                       entry=None, line=None, group=0, claimed_at=now, kind="schedule", score=score, back="zset")
         self.calls.reject(claim, reason)
 
+    # --- systemd and SIGHUP ------------------------------------------------------------------
+
+    def summary(self):
+        """One line for systemd's STATUS= (shown by systemctl status)."""
+        running = sum(1 for name in self.tasks if self.task_state(name)[0] == "running")
+        return "%d call(s) up, %d/%d task(s) running, ESL %s, Redis %s%s" % (
+            len(self.calls.claims), running, len(self.tasks) + len(self.task_errors),
+            "up" if self.esl.ready.is_set() else "DOWN", "up" if self.redis_ok.is_set() else "DOWN",
+            ", %d result(s) waiting for Redis" % len(self.calls.pending_writes) if self.calls.pending_writes else "")
+
+    def _systemd_loop(self):
+        """WATCHDOG=1 from the hub: if any greenlet hogs it, the keep-alives stop and systemd restarts us."""
+        if not self.notifier:
+            return
+        interval = min(self.notifier.watchdog_interval or 5.0, 5.0)
+        while not self.stopping.wait(interval):
+            if self.notifier.watchdog_interval:
+                self.notifier.watchdog()
+            self.notifier.status(self.summary())
+
+    def _reload_loop(self):
+        """SIGHUP: reread the config file's reloadable keys (the handler only sets an event)."""
+        while not self.stopping.is_set():
+            self.reload_requested.wait()
+            self.reload_requested.clear()
+            if self.stopping.is_set():
+                return
+            self.notifier.reloading()
+            try:
+                new = settings.load(self.config_path)
+            except settings.SettingsError as exc:
+                log.error("reload refused, keeping the running settings: %s", exc)
+                self.notifier.ready(self.summary())
+                continue
+            changed, restart = self.config.update_reloadable(new)
+            self.esl.apply_settings(self.config)
+            self.store.result_maxlen = self.config.dialer_result_maxlen
+            self.store.rejected_maxlen = self.config.dialer_rejected_maxlen
+            if self.on_reload is not None:
+                self.on_reload(self.config)
+            log.info("reloaded %s: changed %s%s", self.config_path or "defaults", ", ".join(changed) or "nothing",
+                     "; needing a restart (ignored): %s" % ", ".join(restart) if restart else "")
+            self._wake_all()
+            self.notifier.ready(self.summary())
+
     # --- events and housekeeping ---------------------------------------------------------
 
     def _on_esl_event(self, event):
@@ -586,6 +653,9 @@ class Daemon:
         if self.calls.claims:
             gevent.spawn(self.calls.reconcile)
 
+    def _heartbeat_ttl(self):
+        return max(self.config.dialer_takeover_after, 3 * HEARTBEAT_INTERVAL)
+
     def _take_over_gone_hosts(self):
         """Settle the in-flight numbers of hosts whose heartbeat stopped ``takeover_after`` ago."""
         for host in self.store.gone_hosts():
@@ -594,15 +664,15 @@ class Daemon:
                 continue
             counts = self.calls.recover({cid: rec for cid, rec in self.store.inflight().items() if cid in moved})
             log.warning("host %s has no heartbeat for %ss: took over %d in-flight number(s): %s",
-                        host, int(self.config.dialer_takeover_after), len(moved), dict(counts))
+                        host, int(self._heartbeat_ttl()), len(moved), dict(counts))
 
     def _housekeeping(self):
         last_reload = last_reconcile = last_sweep = time.time()
-        while not self.stopping.wait(2.0):
+        while not self.stopping.wait(HEARTBEAT_INTERVAL):
             now = time.time()
             try:
                 if self.redis_ok.is_set():
-                    self.store.heartbeat(self.config.dialer_takeover_after)
+                    self.store.heartbeat(self._heartbeat_ttl())
                     if now - last_reload >= self.config.dialer_reload_interval:
                         last_reload = now
                         self.reload_all()
@@ -631,6 +701,7 @@ class Daemon:
             pipe.llen(task.number_queue if task else self.keys.retries(name))
             pipe.zcard(self.keys.retries(name))
         sizes = pipe.execute() if names else []
+        self.queue_lengths = {name: sizes[2 * i] for i, name in enumerate(names) if name in self.tasks}
         tasks = {}
         for i, name in enumerate(names):
             state, reason = self.task_state(name, dt)

@@ -249,6 +249,13 @@ class EslClient:
         # Never show the password.
         return "EslClient(%s:%s)" % (self.host, self.port)
 
+    def apply_settings(self, config):
+        """Take reloaded timeouts (SIGHUP); the next wait uses them."""
+        self.connect_timeout = config.esl_connect_timeout
+        self.command_timeout = config.esl_command_timeout
+        self.reconnect_max = config.esl_reconnect_max
+        self.keepalive = config.esl_keepalive
+
     def start(self):
         self._greenlet = gevent.spawn(self._run)
         return self._greenlet

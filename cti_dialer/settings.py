@@ -95,6 +95,16 @@ def _str(text):
     return text
 
 
+def _listen(text):
+    text = text.strip()
+    if not text:
+        return ""
+    host, _, port = text.rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("must be host:port (or empty to turn metrics off)")
+    return text
+
+
 def default_host():
     return socket.gethostname().split(".")[0] or "localhost"
 
@@ -107,6 +117,7 @@ class Setting:
     validator: Callable[[str], Any]
     doc: str
     example: Optional[str] = None   # shown in conf/ instead of the default when the default is computed
+    reloadable: bool = False        # taken from the file again on SIGHUP (systemctl reload)
 
     @property
     def name(self):
@@ -126,35 +137,35 @@ SETTINGS: Tuple[Setting, ...] = (
             "IANA zone for task times (start_time, work_hour, holiday); 'local' is the system zone.",
             example="Asia/Shanghai"),
     Setting("dialer", "reload_interval", "60", _positive_float,
-            "Seconds between full rereads of tasks, lines and groups (pub/sub can drop messages)."),
+            "Seconds between full rereads of tasks, lines and groups (pub/sub can drop messages).", reloadable=True),
     Setting("dialer", "idle_poll_interval", "0.2", _positive_float,
-            "Seconds between checks of an empty number queue."),
+            "Seconds between checks of an empty number queue.", reloadable=True),
     Setting("dialer", "schedule_poll_interval", "0.2", _positive_float,
-            "Seconds between looks for due members of the schedule set (each look costs O(log N))."),
+            "Seconds between looks for due members of the schedule set (each look costs O(log N)).", reloadable=True),
     Setting("dialer", "schedule_retry_delay", "60", _positive_float,
-            "Seconds a due schedule member is pushed back when no line is free (the seed's now+60)."),
+            "Seconds a due schedule member is pushed back when no line is free (the seed's now+60).", reloadable=True),
     Setting("dialer", "claim_batch", "50", _positive_int,
-            "Most numbers one task claims from Redis in one round trip."),
+            "Most numbers one task claims from Redis in one round trip.", reloadable=True),
     Setting("dialer", "line_lease_ttl", "90", _positive_float,
-            "Seconds a line slot stays reserved without renewal; a crashed daemon's slots free themselves after this."),
+            "Seconds a line slot stays reserved without renewal; a crashed daemon's slots free themselves after this.", reloadable=True),
     Setting("dialer", "job_timeout", "180", _positive_float,
-            "Seconds to wait for an originate's BACKGROUND_JOB before asking FreeSWITCH whether the call exists."),
+            "Seconds to wait for an originate's BACKGROUND_JOB before asking FreeSWITCH whether the call exists.", reloadable=True),
     Setting("dialer", "failover_wait", "30", _positive_float,
-            "Seconds a number that failed on one line group waits for a free line in the next groups before it ends with the route cause."),
+            "Seconds a number that failed on one line group waits for a free line in the next groups before it ends with the route cause.", reloadable=True),
     Setting("dialer", "throttle_backoff", "1", _positive_float,
-            "First pause after FreeSWITCH refuses an originate for capacity; doubles while the throttle lasts."),
+            "First pause after FreeSWITCH refuses an originate for capacity; doubles while the throttle lasts.", reloadable=True),
     Setting("dialer", "throttle_backoff_max", "30", _positive_float,
-            "Longest pause after repeated capacity refusals."),
+            "Longest pause after repeated capacity refusals.", reloadable=True),
     Setting("dialer", "dedup_window", "86400", _positive_float,
-            "Seconds during which a second number entry with the same params.id for the same task is a duplicate."),
+            "Seconds during which a second number entry with the same params.id for the same task is a duplicate.", reloadable=True),
     Setting("dialer", "takeover_after", "300", _positive_float,
-            "Seconds without a heartbeat after which another daemon settles a host's in-flight numbers."),
+            "Seconds without a heartbeat after which another daemon settles a host's in-flight numbers.", reloadable=True),
     Setting("dialer", "drain_timeout", "5", _positive_float,
-            "Seconds a graceful stop waits for pending Redis writes before exiting."),
+            "Seconds a graceful stop waits for pending Redis writes before exiting.", reloadable=True),
     Setting("dialer", "result_maxlen", "1000000", _positive_int,
-            "Approximate cap on entries kept in the results stream."),
+            "Approximate cap on entries kept in the results stream.", reloadable=True),
     Setting("dialer", "rejected_maxlen", "100000", _positive_int,
-            "Approximate cap on entries kept in the rejected stream."),
+            "Approximate cap on entries kept in the rejected stream.", reloadable=True),
     Setting("redis", "url", "redis://127.0.0.1:6379/0", _redis_url,
             "Redis to read tasks from and write results to."),
     Setting("redis", "sentinels", "", _sentinels,
@@ -174,18 +185,21 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("esl", "password", "ClueCon", _str,
             "Event socket password; lives only here, never in Redis, never logged."),
     Setting("esl", "connect_timeout", "5", _positive_float,
-            "Seconds to connect, receive the greeting and authenticate."),
+            "Seconds to connect, receive the greeting and authenticate.", reloadable=True),
     Setting("esl", "command_timeout", "10", _positive_float,
-            "Seconds to wait for a reply to any ESL command; past it the connection is dropped and rebuilt."),
+            "Seconds to wait for a reply to any ESL command; past it the connection is dropped and rebuilt.", reloadable=True),
     Setting("esl", "keepalive", "5", _positive_float,
             "Seconds of silence from FreeSWITCH after which a probe command is sent; no answer within "
-            "command_timeout drops the connection."),
+            "command_timeout drops the connection.", reloadable=True),
     Setting("esl", "reconnect_max", "30", _positive_float,
-            "Longest pause between ESL reconnect attempts (backoff doubles from 0.5 s)."),
+            "Longest pause between ESL reconnect attempts (backoff doubles from 0.5 s).", reloadable=True),
+    Setting("metrics", "listen", "", _listen,
+            "host:port of the Prometheus endpoint (/metrics); empty turns it off.",
+            example="127.0.0.1:9360"),
     Setting("log", "level", "INFO", _log_level,
-            "DEBUG, INFO, WARNING or ERROR."),
+            "DEBUG, INFO, WARNING or ERROR.", reloadable=True),
     Setting("log", "format", "text", _log_format,
-            "text for people, json for log collectors."),
+            "text for people, json for log collectors.", reloadable=True),
 )
 
 _BY_NAME: Dict[Tuple[str, str], Setting] = {(s.section, s.key): s for s in SETTINGS}
@@ -209,6 +223,20 @@ class Config:
 
     def items(self):
         return self._values.items()
+
+    def update_reloadable(self, other):
+        """Take the reloadable settings from ``other``; return (changed, needing a restart)."""
+        changed, restart = [], []
+        for setting in SETTINGS:
+            key = (setting.section, setting.key)
+            if self._values[key] == other._values[key]:
+                continue
+            if setting.reloadable:
+                self._values[key] = other._values[key]
+                changed.append(setting.name)
+            else:
+                restart.append(setting.name)
+        return changed, restart
 
 
 def load(path=None, text=None):
@@ -252,12 +280,13 @@ def render_example():
                 lines.append("")
             lines.append("[%s]" % setting.section)
             section = setting.section
-        lines.append("; %s" % setting.doc)
+        lines.append("; %s%s" % (setting.doc, " (reloaded on SIGHUP)" if setting.reloadable else ""))
         if setting.example is not None:
             lines.append("; default: %s" % {
                 "host": "computed (the machine's short host name)",
                 "timezone": "computed (the system's local zone)",
-                "sentinels": "none (connect to url directly)"}.get(setting.key, "computed at start"))
+                "sentinels": "none (connect to url directly)",
+                "listen": "empty (no metrics endpoint)"}.get(setting.key, "computed at start"))
             lines.append(";%s = %s" % (setting.key, setting.example))
         else:
             lines.append(";%s = %s" % (setting.key, setting.default_text()))
@@ -271,7 +300,9 @@ def render_rst():
            "The daemon reads one INI file (``cti-dialer run -c FILE`` or ``CTI_DIALER_CONFIG=FILE``).",
            "Every key is optional; an unknown key or an invalid value stops the daemon at start",
            "with a message naming the section and key. ``cti-dialer check-config -c FILE`` prints",
-           "the effective values. ``conf/cti-dialer.ini`` is a commented example of every key.", ""]
+           "the effective values. ``conf/cti-dialer.ini`` is a commented example of every key.",
+           "Keys marked *Reloaded on SIGHUP* change in a running daemon on ``systemctl reload``",
+           "(``kill -HUP``); others need a restart, and the daemon logs which ones.", ""]
     section = None
     for setting in SETTINGS:
         if setting.section != section:
@@ -280,7 +311,8 @@ def render_rst():
             out += [title, "-" * len(title), ""]
         default = setting.default_text() if setting.example is None else {
             "host": "the machine's short host name", "timezone": "the system's local zone",
-            "sentinels": "none (connect to url directly)"}[setting.key]
-        out += ["``%s``" % setting.key, "    %s Default: ``%s``." % (setting.doc, default)
-                if setting.example is None else "    %s Default: %s." % (setting.doc, default), ""]
+            "sentinels": "none (connect to url directly)", "listen": "empty (no metrics endpoint)"}[setting.key]
+        reload_note = " Reloaded on SIGHUP." if setting.reloadable else ""
+        out += ["``%s``" % setting.key, "    %s Default: ``%s``.%s" % (setting.doc, default, reload_note)
+                if setting.example is None else "    %s Default: %s.%s" % (setting.doc, default, reload_note), ""]
     return "\n".join(out)

@@ -591,6 +591,7 @@ class Store:
         """Say this host is alive for ``ttl`` seconds, and register it for takeover."""
         pipe = self.r.pipeline(transaction=False)
         pipe.set(self.keys.alive(), int(time.time()), ex=max(1, int(ttl)))
+        # (``ttl`` is at least 3 heartbeats long: see HEARTBEAT_INTERVAL in daemon.py)
         pipe.sadd(self.keys.hosts, self.keys.host)
         pipe.execute()
 

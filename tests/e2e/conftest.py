@@ -26,8 +26,9 @@ def sim():
 class DaemonProc:
     """One ``cti-dialer run`` process with its own config file and log."""
 
-    def __init__(self, tmp_path, redis_url, esl_port, host=HOST, extra=None):
+    def __init__(self, tmp_path, redis_url, esl_port, host=HOST, extra=None, env=None):
         self.host = host
+        self.env = env or {}
         self.cfg = tmp_path / ("%s.ini" % host)
         self.logfile = tmp_path / ("%s.log" % host)
         sections = {
@@ -47,7 +48,7 @@ class DaemonProc:
     def start(self, wait_ready=True):
         self._log = open(self.logfile, "ab")
         self._offset = self.logfile.stat().st_size
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **self.env)
         self.proc = subprocess.Popen([sys.executable, "-m", "cti_dialer.cli", "run", "-c", str(self.cfg)],
                                      stdout=self._log, stderr=subprocess.STDOUT, env=env)
         if wait_ready:
@@ -90,8 +91,8 @@ class DaemonProc:
 def daemon_factory(tmp_path, redis_server, sim, r):
     started = []
 
-    def make(host=HOST, extra=None, start=True, esl_port=None):
-        d = DaemonProc(tmp_path, redis_server.url, esl_port or sim.port, host=host, extra=extra)
+    def make(host=HOST, extra=None, start=True, esl_port=None, env=None):
+        d = DaemonProc(tmp_path, redis_server.url, esl_port or sim.port, host=host, extra=extra, env=env)
         started.append(d)
         return d.start() if start else d
 

@@ -1,0 +1,396 @@
+"""What the admin CLI does to Redis: validated writes, each followed by its config_change.
+
+Every write is checked with the same model functions the daemon uses, so a
+value the daemon would reject is refused here, with the same reason, before
+anything is written.
+"""
+import csv
+import datetime
+import json
+import time
+import uuid as uuidlib
+from typing import Dict, Iterable, Tuple
+
+import orjson
+
+from . import keys as keymod, model
+
+
+class AdminError(Exception):
+    """Refused; the message says why (shown to the operator as is)."""
+
+
+def _text(value):
+    return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else value
+
+
+def _json(text):
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        raise AdminError("not valid JSON: %s" % exc) from None
+    if not isinstance(doc, dict):
+        raise AdminError("not a JSON object")
+    return doc
+
+
+def parse_time(value, tz) -> float:
+    """A unix time from "1700000000", "+90" (seconds from now) or "2026-11-21 14:30[:00]" (in tz)."""
+    value = str(value).strip()
+    try:
+        if value.startswith("+"):
+            return time.time() + float(value[1:])
+        return float(value)
+    except ValueError:
+        pass
+    for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M"):
+        try:
+            return datetime.datetime.strptime(value, fmt).replace(tzinfo=tz).timestamp()
+        except ValueError:
+            continue
+    raise AdminError("%r is not a time (unix seconds, +SECONDS or YYYY-MM-DD HH:MM[:SS])" % value)
+
+
+class Admin:
+    def __init__(self, client, config):
+        self.r = client
+        self.config = config
+        self.keys = keymod.Keys(config.dialer_host, config.dialer_domain)
+        self.tz = config.dialer_timezone
+
+    # --- notifications ------------------------------------------------------------
+
+    def notify(self, table, key=None, host=None) -> Tuple[str, int]:
+        """PUBLISH the config_change daemons listen for; returns (channel, receivers)."""
+        channel = "config@%s" % host if host else "config@all"
+        msg = {"type": "config_change", "table": table}
+        if key is not None:
+            msg["key"] = key
+        return channel, self.r.publish(channel, json.dumps(msg))
+
+    # --- tasks ----------------------------------------------------------------------
+
+    def _task_key(self, host):
+        return "%s@%s" % (keymod.TASK_TABLE, host or keymod.TEMPLATE_SCOPE)
+
+    def task_list(self, host=None) -> Dict[str, dict]:
+        return {_text(k): orjson.loads(v) if _valid(v) else _text(v)
+                for k, v in sorted(self.r.hgetall(self._task_key(host)).items())}
+
+    def task_show(self, name, host=None) -> dict:
+        """The template entry, the host entry and the task as that host runs it."""
+        host = host or self.config.dialer_host
+        template = self.r.hget(self._task_key(None), name)
+        own = self.r.hget(self._task_key(host), name)
+        if template is None and own is None:
+            raise AdminError("no task %r in %s or %s" % (name, self._task_key(None), self._task_key(host)))
+        out = {"template": _maybe_json(template), "host": _maybe_json(own), "host_name": host}
+        try:
+            task = model.merge_task(name, template, own, self.tz)
+            out["effective"] = {"enable": task.enable, "limit": task.limit, "line_group": list(task.line_groups),
+                                "number_queue": task.number_queue, "destination": [task.extension, task.dialplan,
+                                                                                    task.context]}
+        except model.ModelError as exc:
+            out["error"] = str(exc)
+        return out
+
+    def task_set(self, name, text, host=None):
+        """Validate (merged with the other scope, as the daemon will see it), write, notify."""
+        doc = _json(text) if isinstance(text, str) else text
+        raw = json.dumps(doc, ensure_ascii=False)
+        other_host = host or self.config.dialer_host
+        template = raw if host is None else self.r.hget(self._task_key(None), name)
+        own = raw if host is not None else self.r.hget(self._task_key(other_host), name)
+        try:
+            model.merge_task(name, template, own, self.tz)
+        except model.ModelError as exc:
+            raise AdminError(str(exc)) from None
+        self.r.hset(self._task_key(host), name, raw)
+        return self.notify(keymod.TASK_TABLE, name, host)
+
+    def task_delete(self, name, host=None):
+        if not self.r.hdel(self._task_key(host), name):
+            raise AdminError("no task %r in %s" % (name, self._task_key(host)))
+        return self.notify(keymod.TASK_TABLE, name, host)
+
+    def task_enable(self, name, enable, host=None):
+        raw = self.r.hget(self._task_key(host), name)
+        if raw is None:
+            if host is None:
+                raise AdminError("no task %r in %s" % (name, self._task_key(None)))
+            doc = {"params": {}}          # switch a template task on or off for one host
+        else:
+            doc = _json(_text(raw))
+        doc.setdefault("params", {})["enable"] = bool(enable)
+        return self.task_set(name, doc, host)
+
+    # --- lines, groups, schedule configs ---------------------------------------------------
+
+    TABLES = {
+        "line": (keymod.LINE_TABLE, model.parse_line, "lines"),
+        "group": (keymod.GROUP_TABLE, model.parse_group, "groups"),
+        "schedule-config": (keymod.SCHEDULE_CONFIG_TABLE, model.parse_schedule_config, "schedule_configs"),
+    }
+
+    def _table(self, kind):
+        table, parse, attr = self.TABLES[kind]
+        return table, parse, getattr(self.keys, attr)
+
+    def entry_list(self, kind) -> Dict[str, object]:
+        _, _, key = self._table(kind)
+        return {_text(k): _maybe_json(v) for k, v in sorted(self.r.hgetall(key).items())}
+
+    def entry_show(self, kind, name):
+        _, _, key = self._table(kind)
+        raw = self.r.hget(key, name)
+        if raw is None:
+            raise AdminError("no %s %r in %s" % (kind, name, key))
+        return _maybe_json(raw)
+
+    def entry_set(self, kind, name, text):
+        table, parse, key = self._table(kind)
+        doc = _json(text) if isinstance(text, str) else text
+        raw = json.dumps(doc, ensure_ascii=False)
+        try:
+            parse(name, raw)
+        except model.ModelError as exc:
+            raise AdminError(str(exc)) from None
+        self.r.hset(key, name, raw)
+        return self.notify(table, name)
+
+    def entry_delete(self, kind, name):
+        table, _, key = self._table(kind)
+        if not self.r.hdel(key, name):
+            raise AdminError("no %s %r in %s" % (kind, name, key))
+        return self.notify(table, name)
+
+    def line_enable(self, name, enable):
+        doc = self.entry_show("line", name)
+        if not isinstance(doc, dict):
+            raise AdminError("line %r is not valid JSON; fix it with 'line set'" % name)
+        doc.setdefault("params", {})["enable"] = bool(enable)
+        return self.entry_set("line", name, doc)
+
+    # --- queues ------------------------------------------------------------------------
+
+    def _queue_of(self, task=None, queue=None):
+        if queue:
+            return queue
+        if not task:
+            raise AdminError("give --task or --queue")
+        info = self.task_show(task)
+        if "effective" not in info:
+            raise AdminError("task %r is invalid: %s" % (task, info.get("error")))
+        return info["effective"]["number_queue"]
+
+    @staticmethod
+    def entry(number, variables=None, entry_id=None) -> str:
+        """A queue entry, checked like the daemon checks it; plain text when it can be."""
+        if not variables and entry_id is None:
+            raw = str(number)
+        else:
+            params = {"number": str(number)}
+            if entry_id is not None:
+                params["id"] = str(entry_id)
+            doc = {"params": params}
+            if variables:
+                doc["variables"] = variables
+            raw = json.dumps(doc, ensure_ascii=False)
+        try:
+            model.parse_number(raw)
+        except model.ModelError as exc:
+            raise AdminError(str(exc)) from None
+        return raw
+
+    def queue_push(self, entries: Iterable[str], task=None, queue=None) -> Tuple[str, int]:
+        queue = self._queue_of(task, queue)
+        entries = list(entries)
+        if entries:
+            # LPUSH one at a time in file order: the first given is dialed first.
+            self.r.lpush(queue, *entries)
+        return queue, len(entries)
+
+    def queue_import(self, fh, task=None, queue=None, chunk=1000, progress=None):
+        """CSV with a ``number`` column (optional ``id``), other columns become variables.
+
+        Returns (queue, imported, [(line number, reason)]). Good rows are
+        imported, bad rows are reported with their line numbers.
+        """
+        queue = self._queue_of(task, queue)
+        reader = csv.DictReader(fh)
+        if not reader.fieldnames or "number" not in [f.strip() for f in reader.fieldnames]:
+            raise AdminError("the CSV needs a header line with a 'number' column (got %s)" % reader.fieldnames)
+        bad, batch, imported = [], [], 0
+        for row in reader:
+            line = reader.line_num
+            row = {(k or "").strip(): (v or "").strip() for k, v in row.items() if k is not None}
+            number = row.pop("number", "")
+            entry_id = row.pop("id", "") or None
+            variables = {k: v for k, v in row.items() if v != ""}
+            try:
+                batch.append(self.entry(number, variables, entry_id))
+            except AdminError as exc:
+                bad.append((line, str(exc)))
+            if len(batch) >= chunk:
+                self.r.lpush(queue, *batch)
+                imported += len(batch)
+                batch = []
+            if progress:
+                progress(1)
+        if batch:
+            self.r.lpush(queue, *batch)
+            imported += len(batch)
+        return queue, imported, bad
+
+    def queue_export(self, out, task=None, queue=None) -> int:
+        """Write the queue as CSV in dialing order (oldest first); returns the row count."""
+        queue = self._queue_of(task, queue)
+        raws = list(reversed(self.r.lrange(queue, 0, -1)))
+        rows, columns = [], ["number", "id"]
+        for raw in raws:
+            try:
+                entry = model.parse_number(raw)
+            except model.ModelError:
+                rows.append({"number": _text(raw)})
+                continue
+            row = {"number": entry.number, "id": entry.id or ""}
+            for name, value in entry.variables:
+                if name not in columns:
+                    columns.append(name)
+                row[name] = value
+            rows.append(row)
+        writer = csv.DictWriter(out, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+        return len(rows)
+
+    def queue_length(self, task=None, queue=None) -> Tuple[str, int]:
+        queue = self._queue_of(task, queue)
+        return queue, self.r.llen(queue)
+
+    # --- schedule ------------------------------------------------------------------------
+
+    def schedule_add(self, number, at, config, expires=0, variables=None, entry_id=None):
+        params = {"number": str(number), "expires": int(expires or 0), "config": config}
+        if entry_id is not None:
+            params["id"] = str(entry_id)
+        doc = {"params": params}
+        if variables:
+            doc["variables"] = variables
+        raw = json.dumps(doc, ensure_ascii=False)
+        try:
+            model.parse_scheduled(raw)
+        except model.ModelError as exc:
+            raise AdminError(str(exc)) from None
+        if self.r.hget(self.keys.schedule_configs, config) is None:
+            raise AdminError("no schedule config %r in %s" % (config, self.keys.schedule_configs))
+        self.r.zadd(self.keys.schedule_numbers, {raw: float(at)})
+        return raw
+
+    def schedule_list(self, count=50, due_only=False):
+        upper = time.time() if due_only else "+inf"
+        return [(float(score), _maybe_json(member)) for member, score in
+                self.r.zrangebyscore(self.keys.schedule_numbers, "-inf", upper, start=0, num=count,
+                                     withscores=True)]
+
+    # --- status and results -------------------------------------------------------------------
+
+    def status(self) -> Dict[str, dict]:
+        hosts = sorted(_text(h) for h in self.r.smembers(self.keys.hosts)) or [self.config.dialer_host]
+        out = {}
+        for host in hosts:
+            keys = keymod.Keys(host, self.keys.domain)
+            daemon = {_text(k): _text(v) for k, v in self.r.hgetall(keys.status).items()}
+            tasks = {_text(k): _maybe_json(v) for k, v in self.r.hgetall(keys.task_status).items()}
+            alive = bool(self.r.exists(keys.alive()))
+            out[host] = {"daemon": daemon, "alive": alive, "tasks": tasks}
+        lines = {}
+        for name in self.r.hkeys(self.keys.lines):
+            lines[_text(name)] = self.r.zcount(self.keys.line_lease(_text(name)), time.time(), "+inf")
+        return {"hosts": out, "lines_in_use": lines}
+
+    def results(self, count=20, task=None, cause=None, after=None):
+        """Newest results first (or those after stream id ``after``), filtered."""
+        if after is None:
+            entries = self.r.xrevrange(self.keys.results, count=max(count * 10, 100) if (task or cause) else count)
+        else:
+            reply = self.r.xread({self.keys.results: after}, count=1000, block=1000)
+            entries = reply[0][1] if reply else []
+        out = []
+        for entry_id, fields in entries:
+            rec = {_text(k): _text(v) for k, v in fields.items()}
+            rec["_id"] = _text(entry_id)
+            if task and rec.get("task", rec.get("config")) != task:
+                continue
+            if cause and rec.get("cause") != cause.upper():
+                continue
+            out.append(rec)
+        return out if after is not None else out[:count]
+
+    def last_result_id(self):
+        last = self.r.xrevrange(self.keys.results, count=1)
+        return _text(last[0][0]) if last else "0-0"
+
+    # --- test call ------------------------------------------------------------------------------
+
+    def test_call(self, number, task=None, line=None, extension="9999", context="default", timeout=120.0):
+        """Dial one number now through a running daemon and wait for its result.
+
+        --task: a JSON entry at the head of the task's queue (dialed next,
+        within the task's limit, window and lines). --line: a one-line group
+        and a schedule config made for this call, used once and removed.
+        """
+        call_id = "cti-test-%s" % uuidlib.uuid4().hex[:12]
+        start_id = self.last_result_id()
+        cleanup = []
+        if task:
+            queue = self._queue_of(task)
+            raw = self.entry(number, None, call_id)
+            self.r.rpush(queue, raw)           # the right end is dialed next
+            owner = task
+        else:
+            if self.r.hget(self.keys.lines, line) is None:
+                raise AdminError("no line %r in %s" % (line, self.keys.lines))
+            group = config = call_id
+            self.r.hset(self.keys.groups, group, json.dumps({"lines": [line]}))
+            self.r.hset(self.keys.schedule_configs, config, json.dumps(
+                {"params": {"line_group": [group], "destination_extension": extension,
+                            "destination_context": context}}))
+            cleanup = [(self.keys.groups, group, keymod.GROUP_TABLE), (self.keys.schedule_configs, config,
+                                                                       keymod.SCHEDULE_CONFIG_TABLE)]
+            self.notify(keymod.GROUP_TABLE, group)
+            self.notify(keymod.SCHEDULE_CONFIG_TABLE, config)
+            # Due a moment from now, so that daemons have read its config.
+            self.schedule_add(number, time.time() + 1.0, config, entry_id=call_id)
+            owner = config
+        try:
+            deadline = time.time() + timeout
+            after = start_id
+            while time.time() < deadline:
+                for rec in self.results(after=after):
+                    after = rec["_id"]
+                    if rec.get("id") == call_id and rec.get("task", rec.get("config")) == owner \
+                            and "next_due" not in rec:
+                        return rec
+            raise AdminError("no result within %ss: is a daemon running and the task enabled?" % timeout)
+        finally:
+            for key, field, table in cleanup:
+                self.r.hdel(key, field)
+                self.notify(table, field)
+
+
+def _valid(raw):
+    try:
+        orjson.loads(raw)
+        return True
+    except orjson.JSONDecodeError:
+        return False
+
+
+def _maybe_json(raw):
+    if raw is None:
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return _text(raw)

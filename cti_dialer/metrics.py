@@ -1,0 +1,80 @@
+"""Prometheus metrics, computed at scrape time from the daemon's own state.
+
+Counters and gauges are read from what the daemon keeps anyway (per-task
+stats, tracked calls, connection state), so the hot path pays nothing for
+them; only the originate latency histogram is observed per call.
+"""
+import collections
+import logging
+
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+log = logging.getLogger("cti_dialer.metrics")
+
+# From the write of bgapi originate to its BACKGROUND_JOB (+OK on answer or
+# early media, -ERR on failure): ring time included, so the buckets go long.
+LATENCY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120)
+
+
+class DaemonCollector:
+    def __init__(self, daemon):
+        self.daemon = daemon
+
+    def collect(self):
+        d = self.daemon
+        calls = d.calls
+        started = CounterMetricFamily("cti_dialer_calls_started", "Originates written to FreeSWITCH.", labels=["task"])
+        answered = CounterMetricFamily("cti_dialer_calls_answered", "Attempts answered.", labels=["task"])
+        failed = CounterMetricFamily("cti_dialer_calls_failed", "Attempts not answered, by cause.",
+                                     labels=["task", "cause"])
+        for owner, stats in list(calls.stats.items()):
+            started.add_metric([owner], stats.get("dialed", 0))
+            answered.add_metric([owner], stats.get("answered", 0))
+            for key, value in stats.items():
+                if key.startswith("cause:"):
+                    failed.add_metric([owner, key[6:]], value)
+        yield started
+        yield answered
+        yield failed
+        active = GaugeMetricFamily("cti_dialer_active_calls", "Calls followed now, per task.", labels=["task"])
+        for owner, count in list(calls.active.items()):
+            active.add_metric([owner], count)
+        yield active
+        per_line = collections.Counter(c.line for c in list(calls.claims.values()) if c.line)
+        line_gauge = GaugeMetricFamily("cti_dialer_line_active_calls", "Calls of this host per line.",
+                                       labels=["line"])
+        for line in set(d.lines) | set(per_line):
+            line_gauge.add_metric([line], per_line.get(line, 0))
+        yield line_gauge
+        queue = GaugeMetricFamily("cti_dialer_queue_length", "Numbers waiting in a task's queue (as of the last "
+                                  "status refresh).", labels=["task"])
+        for name, length in list(d.queue_lengths.items()):
+            queue.add_metric([name], length)
+        yield queue
+        yield GaugeMetricFamily("cti_dialer_redis_up", "1 while Redis is reachable.", value=int(d.redis_ok.is_set()))
+        yield GaugeMetricFamily("cti_dialer_esl_up", "1 while logged in to FreeSWITCH.", value=int(d.esl.ready.is_set()))
+        yield CounterMetricFamily("cti_dialer_redis_connects", "Redis (re)connections.", value=d.redis_connects)
+        yield CounterMetricFamily("cti_dialer_esl_connects", "FreeSWITCH event socket (re)connections.",
+                                  value=d.esl.reconnects)
+        yield GaugeMetricFamily("cti_dialer_pending_writes", "Results waiting to be written to Redis.",
+                                value=len(calls.pending_writes) + len(calls.pending_requeues))
+
+
+def make_registry(daemon):
+    registry = CollectorRegistry()
+    registry.register(DaemonCollector(daemon))
+    latency = Histogram("cti_dialer_originate_latency_seconds", "bgapi originate to its BACKGROUND_JOB.",
+                        buckets=LATENCY_BUCKETS, registry=registry)
+    return registry, latency
+
+
+def serve(registry, listen):
+    """Serve /metrics on ``host:port`` with gevent's WSGI server; returns the server."""
+    from gevent.pywsgi import WSGIServer
+    from prometheus_client import make_wsgi_app
+    host, _, port = listen.rpartition(":")
+    server = WSGIServer((host or "127.0.0.1", int(port)), make_wsgi_app(registry), log=None, error_log=log)
+    server.start()
+    log.info("metrics on http://%s:%d/metrics", host or "127.0.0.1", server.server_port)
+    return server
