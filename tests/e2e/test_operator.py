@@ -195,3 +195,27 @@ def test_metrics_endpoint_during_a_run(r, sim, daemon_factory):
     assert samples[("cti_dialer_originate_latency_seconds_count", ())] == 3
     assert samples[("cti_dialer_esl_connects_total", ())] >= 1
     assert ("cti_dialer_line_active_calls", (("line", "l1"),)) in samples
+
+
+def test_json_logs_one_line_per_call_event_and_never_the_password(r, daemon_factory):
+    from cti_dialer.fsim import FreeSwitchSimulator
+    secret = "Sw1tch-s3cret"
+    sim2 = FreeSwitchSimulator(host="127.0.0.1", port=0, password=secret)
+    sim2.start_in_thread()
+    try:
+        d = daemon_factory(esl_port=sim2.port, extra={"esl": {"password": secret},
+                                                      "log": {"format": "json", "level": "INFO"}})
+        basic_setup(r)
+        put_task(r, "t1", task_params())
+        push(r, "queue:t1", "86001")
+        wait_for(lambda: len(results(r)) == 1, 10)
+        d.stop()
+        records = [json.loads(line) for line in d.log().splitlines() if line.strip()]
+        messages = [x["msg"] for x in records]
+        assert any(m.startswith("originate 86001 task=t1") for m in messages)
+        assert any(m.startswith("answered 86001 task=t1") for m in messages)
+        assert any(m.startswith("call 86001 task=t1") and "cause=NORMAL_CLEARING" in m for m in messages)
+        assert all({"ts", "level", "logger", "msg"} <= set(x) for x in records)
+        assert secret not in d.log()
+    finally:
+        sim2.stop_thread()
