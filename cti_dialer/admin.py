@@ -184,23 +184,30 @@ class Admin:
         return info["effective"]["number_queue"]
 
     @staticmethod
-    def entry(number, variables=None, entry_id=None) -> str:
-        """A queue entry, checked like the daemon checks it; plain text when it can be."""
-        if not variables and entry_id is None:
-            raw = str(number)
-        else:
-            params = {"number": str(number)}
-            if entry_id is not None:
-                params["id"] = str(entry_id)
-            doc = {"params": params}
-            if variables:
-                doc["variables"] = variables
-            raw = json.dumps(doc, ensure_ascii=False)
+    def _checked(parse, number, variables, entry_id, **params):
+        """A number entry's JSON, checked with the daemon's own parser."""
+        params = dict(number=str(number), **params)
+        if entry_id is not None:
+            params["id"] = str(entry_id)
+        doc = {"params": params}
+        if variables:
+            doc["variables"] = variables
+        raw = json.dumps(doc, ensure_ascii=False)
         try:
-            model.parse_number(raw)
+            parse(raw)
         except model.ModelError as exc:
             raise AdminError(str(exc)) from None
         return raw
+
+    @classmethod
+    def entry(cls, number, variables=None, entry_id=None) -> str:
+        """A queue entry, checked like the daemon checks it; plain text when it can be."""
+        if not variables and entry_id is None:
+            try:
+                return model.parse_number(str(number)) and str(number)
+            except model.ModelError as exc:
+                raise AdminError(str(exc)) from None
+        return cls._checked(model.parse_number, number, variables, entry_id)
 
     def queue_push(self, entries: Iterable[str], task=None, queue=None) -> Tuple[str, int]:
         queue = self._queue_of(task, queue)
@@ -271,17 +278,8 @@ class Admin:
     # --- schedule ------------------------------------------------------------------------
 
     def schedule_add(self, number, at, config, expires=0, variables=None, entry_id=None):
-        params = {"number": str(number), "expires": int(expires or 0), "config": config}
-        if entry_id is not None:
-            params["id"] = str(entry_id)
-        doc = {"params": params}
-        if variables:
-            doc["variables"] = variables
-        raw = json.dumps(doc, ensure_ascii=False)
-        try:
-            model.parse_scheduled(raw)
-        except model.ModelError as exc:
-            raise AdminError(str(exc)) from None
+        raw = self._checked(model.parse_scheduled, number, variables, entry_id, expires=int(expires or 0),
+                            config=config)
         if self.r.hget(self.keys.schedule_configs, config) is None:
             raise AdminError("no schedule config %r in %s" % (config, self.keys.schedule_configs))
         self.r.zadd(self.keys.schedule_numbers, {raw: float(at)})
