@@ -22,6 +22,7 @@ from typing import Dict, List
 import gevent
 import gevent.event
 import orjson
+import redis
 
 from . import __version__, call, keys as keymod, model, originate, settings, timewindow
 from .call import Verdict
@@ -37,6 +38,9 @@ log = logging.getLogger("cti_dialer")
 # How often in-flight records nobody follows are looked for (a lost Redis
 # reply can leave one behind while the daemon runs).
 SWEEP_INTERVAL = 60.0
+# An idle task also looks at its queue by itself this often, in case a wake
+# was missed (the watcher lost Redis for a moment, for example).
+IDLE_SAFETY_NET = 30.0
 # Housekeeping (heartbeat, leases, status) runs this often; a heartbeat lives
 # for takeover_after but never less than three of these, so a live host can
 # never look gone between two heartbeats.
@@ -80,6 +84,14 @@ class Daemon:
         self.runners: Dict[str, gevent.Greenlet] = {}
         self.wake: Dict[str, gevent.event.Event] = {}
         self.line_starved = set()
+        self.idle: Dict[str, str] = {}        # task -> queue of tasks whose last claim found nothing
+        self.idle_wake = gevent.event.Event()
+        self.idle_version = 0                 # bumped on every change of ``idle``
+        self.watchers: Dict[str, gevent.Greenlet] = {}   # task -> greenlet blocked on its queue
+        # Blocked calls hold their connection for seconds: a pool of their own.
+        self.watch_store = Store(redis_client or store_module.connect(config, config.dialer_idle_watchers + 1),
+                                 self.keys) if redis_client is None else self.store
+        self.blocking_ok = True               # False once the server refused BLMOVE (Redis < 6.2)
         self.schedule_wake = gevent.event.Event()
         self.started_at = time.time()
         self.redis_connects = 0
@@ -115,7 +127,7 @@ class Daemon:
             self.metrics_server = serve(self.registry, self.config.metrics_listen)
         self.esl.start()
         for fn in (self._watch_config, self.calls.event_loop, self.calls.writer_loop, self._housekeeping,
-                   self._recover_then_dispatch, self._systemd_loop, self._reload_loop):
+                   self._recover_then_dispatch, self._systemd_loop, self._reload_loop, self._watch_idle):
             self._greenlets.append(gevent.spawn(self._supervise, fn))
         self._schedule_greenlet = gevent.spawn(self._supervise, self._schedule_loop)
 
@@ -450,11 +462,78 @@ class Daemon:
                 # Deleted or broken: stop claiming; calls already up finish on their own.
                 self.runners.pop(name, None)
                 self.wake.pop(name, None)
+                self._not_idle(name)
                 return
             wait = self._dispatch_once(task)
             if wait:
                 wake.wait(wait)
                 wake.clear()
+            self._not_idle(name)
+
+    def _not_idle(self, name):
+        if self.idle.pop(name, None) is not None:
+            self.idle_version += 1
+
+    def _watch_queue(self, name, queue):
+        """Block on an idle task's queue (one connection each, up to ``idle_watchers``)."""
+        watcher = self.watchers.get(name)
+        if watcher is not None and not watcher.dead:
+            return
+        if not self.blocking_ok or len(self.watchers) >= self.config.dialer_idle_watchers:
+            return
+        self.watchers[name] = gevent.spawn(self._queue_watcher, name, queue)
+
+    def _queue_watcher(self, name, queue):
+        # Below redis-py's socket timeout, so a quiet queue never looks like a dead server.
+        timeout = max(0.1, min(4.0, self.config.redis_socket_timeout - 1.0))
+        try:
+            while self.idle.get(name) == queue and not self.stopping.is_set():
+                try:
+                    arrived = self.watch_store.wait_for_number(queue, timeout)
+                except redis.ResponseError as exc:
+                    log.info("Redis refused BLMOVE (%s): idle queues are polled instead", exc)
+                    self.blocking_ok = False
+                    return
+                except REDIS_ERRORS:
+                    return          # the poll in _watch_idle covers the task meanwhile
+                if arrived and self.idle.get(name) == queue:
+                    self._not_idle(name)
+                    self._wake(name)
+                    return
+        finally:
+            if self.watchers.get(name) is gevent.getcurrent():
+                del self.watchers[name]
+
+    def _watch_idle(self):
+        """Every idle_poll_interval, one script call tells which idle tasks have work.
+
+        This loop runs a hundred times a second, so it is kept lean: a plain
+        sleep (cheaper than a timed Event.wait) and the idle list rebuilt
+        only when it changed.
+        """
+        idle, version = [], -1
+        while not self.stopping.is_set():
+            if not self.idle:
+                self.idle_wake.clear()
+                self.idle_wake.wait(1.0)         # nothing idle: no polling at all
+                continue
+            # Tasks with a watcher only need this look for their redials and
+            # as a safety net: once a second. Others need it at full speed.
+            watched = all(name in self.watchers for name in self.idle)
+            gevent.sleep(1.0 if watched else self.config.dialer_idle_poll_interval)
+            if not self.idle or not self.redis_ok.is_set():
+                continue
+            if version != self.idle_version:
+                idle, version = list(self.idle.items()), self.idle_version
+            try:
+                ready = self.store.tasks_with_work(idle)
+            except REDIS_ERRORS as exc:
+                log.debug("idle watch: %s", exc)
+                continue
+            for index in ready:
+                name = idle[index][0]
+                self._not_idle(name)
+                self._wake(name)
 
     def _dispatch_once(self, task) -> float:
         """Start what may be started now; return how long to wait before the next look."""
@@ -497,7 +576,13 @@ class Daemon:
             self.line_starved.add(task.name)
             return 1.0
         if status == "empty":
-            return self.config.dialer_idle_poll_interval
+            # Nothing to claim: _watch_idle looks at every idle task's queue in
+            # one round trip and wakes this loop when a number arrives.
+            self.idle[task.name] = task.number_queue
+            self.idle_version += 1
+            self._watch_queue(task.name, task.number_queue)
+            self.idle_wake.set()
+            return IDLE_SAFETY_NET
         return 0
 
     def _originate(self, source, claims, parse_entry):

@@ -331,6 +331,26 @@ return moved
 """
 
 
+# Which idle tasks have work: a number in their queue or a due redial.
+#
+# KEYS pairs: (queue list, redial sorted set) per task; no ARGV: "now" is the
+# server's clock, so the command's bytes stay the same from poll to poll.
+# Returns the 1-based pair indexes that have something to claim. One call
+# for every idle task: the cost of watching stays one round trip per poll.
+HAS_WORK = r"""
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local out = {}
+for i = 1, #KEYS, 2 do
+  if redis.call('LLEN', KEYS[i]) > 0
+      or #redis.call('ZRANGEBYSCORE', KEYS[i + 1], '-inf', now, 'LIMIT', 0, 1) > 0 then
+    out[#out + 1] = (i + 1) / 2
+  end
+end
+return out
+"""
+
+
 class Candidates:
     """Line groups flattened for the scripts: [(group lines [(name, limit)])]."""
 
@@ -350,6 +370,39 @@ class Candidates:
 
     def __bool__(self):
         return any(self.groups)
+
+
+def _read_int_array(sock) -> List[int]:
+    """Read one RESP reply that is an array of integers (HAS_WORK's) from a raw socket.
+
+    Only this reply shape is expected on the idle watcher's own connection;
+    anything else (an error) raises, and the connection is thrown away.
+    """
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise redis.ConnectionError("connection closed by the server")
+        data += chunk
+        if data.startswith(b"-"):
+            if data.endswith(b"\r\n"):
+                message = data[1:-2].decode("utf-8", "replace")
+                if message.startswith("NOSCRIPT"):
+                    raise redis.exceptions.NoScriptError(message)
+                raise redis.ResponseError(message)
+            continue
+        if not data.startswith(b"*"):
+            raise redis.ConnectionError("unexpected reply %r" % data[:40])
+        head, sep, rest = data.partition(b"\r\n")
+        if not sep:
+            continue
+        count = int(head[1:])
+        items = rest.split(b"\r\n")
+        if count <= 0:
+            return []
+        # complete when ``count`` integer lines and the final CRLF are in
+        if len(items) > count and items[count] == b"":
+            return [int(item[1:]) for item in items[:count]]
 
 
 def _text(value):
@@ -389,6 +442,8 @@ class Store:
         self._finish = client.register_script(FINISH)
         self._mark_sent = client.register_script(MARK_SENT)
         self._take_over = client.register_script(TAKE_OVER)
+        self._has_work = client.register_script(HAS_WORK)
+        self._idle_tasks, self._idle_keys, self._idle_packed, self._idle_conn = (), [], None, None
 
     # --- configuration ------------------------------------------------------------
 
@@ -436,6 +491,56 @@ class Store:
             items.append((_text(reply[i]), reply[i + 1], _text(reply[i + 2]), int(reply[i + 3]),
                           _text(reply[i + 4])))
         return status, items
+
+    def tasks_with_work(self, tasks: Sequence[Tuple[str, str]]) -> List[int]:
+        """Indexes of the (task, queue) pairs whose queue or redial set has work now (HAS_WORK).
+
+        Polled a hundred times a second for every idle task, so it skips
+        redis-py's per-command machinery: the command is packed once per set
+        of idle tasks and written on a connection of its own.
+        """
+        tasks = tuple(tasks)
+        if tasks != self._idle_tasks or self._idle_conn is None:
+            keys = []
+            for task, queue in tasks:
+                keys += [queue, self.keys.retries(task)]
+            self._idle_keys = keys
+            if self._idle_conn is None:
+                try:
+                    self._idle_conn = self.r.connection_pool.get_connection()
+                except TypeError:           # redis-py before 5.3 wants a command name
+                    self._idle_conn = self.r.connection_pool.get_connection("EVALSHA")
+            self._idle_packed = b"".join(
+                self._idle_conn.pack_command("EVALSHA", self._has_work.sha, len(keys), *keys))
+            self._idle_tasks = tasks
+        conn = self._idle_conn
+        try:
+            if conn._sock is None:
+                conn.connect()
+            sock = conn._sock
+            if not hasattr(sock, "recv"):       # not a socket (fakeredis in the unit tests)
+                return [int(i) - 1 for i in self._has_work(keys=self._idle_keys)]
+            sock.sendall(self._idle_packed)
+            reply = _read_int_array(sock)
+        except redis.exceptions.NoScriptError:
+            # First use, or the server's script cache was flushed: load it the usual way.
+            reply = self._has_work(keys=self._idle_keys)
+        except BaseException:
+            self._idle_conn = None
+            conn.disconnect()
+            self.r.connection_pool.release(conn)
+            raise
+        return [int(i) - 1 for i in reply]
+
+    def wait_for_number(self, queue: str, timeout: float) -> bool:
+        """Block until ``queue`` has a number (or ``timeout``); True when it has one.
+
+        ``BLMOVE q q RIGHT RIGHT`` takes the oldest entry and puts it back
+        where it was, in one atomic step: the queue's order and content are
+        unchanged, and the call blocks on the server instead of polling.
+        Needs Redis 6.2; raises redis.ResponseError on older servers.
+        """
+        return self.r.blmove(queue, queue, timeout, "RIGHT", "RIGHT") is not None
 
     def reserve_line(self, claim_id: str, candidates: Candidates, now: float, lease_ttl: float):
         """A slot on the first group with a free line: (line, group_index) or None."""
@@ -633,7 +738,13 @@ class Store:
         return self.r.ping()
 
 
-def connect(config) -> redis.Redis:
+# Connections of the main pool. Greenlets wait for a free one (a blocking
+# pool) rather than fail with "Too many connections": redis-py's default pool
+# refuses a 101st concurrent command.
+POOL_SIZE = 64
+
+
+def connect(config, max_connections=POOL_SIZE) -> redis.Redis:
     """The Redis client the config asks for: direct (``url``) or through Sentinel.
 
     Through Sentinel every new connection asks the Sentinels for the current
@@ -642,7 +753,9 @@ def connect(config) -> redis.Redis:
     common = dict(socket_timeout=config.redis_socket_timeout, socket_connect_timeout=config.redis_socket_timeout,
                   health_check_interval=15)
     if not config.redis_sentinels:
-        return redis.Redis.from_url(config.redis_url, **common)
+        pool = redis.BlockingConnectionPool.from_url(config.redis_url, max_connections=max_connections,
+                                                     timeout=config.redis_socket_timeout, **common)
+        return redis.Redis(connection_pool=pool)
     from urllib.parse import urlparse
     from redis.sentinel import Sentinel
     url = urlparse(config.redis_url)
@@ -652,4 +765,6 @@ def connect(config) -> redis.Redis:
         sentinel_kwargs["password"] = config.redis_sentinel_password
     sentinel = Sentinel(list(config.redis_sentinels), sentinel_kwargs=sentinel_kwargs,
                         socket_timeout=config.redis_socket_timeout)
-    return sentinel.master_for(config.redis_sentinel_service, password=url.password, db=db, **common)
+    # Sentinel pools do not block when full: size them for the worst case.
+    return sentinel.master_for(config.redis_sentinel_service, password=url.password, db=db,
+                               max_connections=max(max_connections, 1024), **common)

@@ -253,3 +253,15 @@ def test_take_over_only_from_a_host_without_heartbeat(store):
     assert store.r.hlen(other.inflight) == 0 and set(store.inflight()) == {"a", "b"}
     store.heartbeat(30)
     assert 0 < store.r.ttl(KEYS.alive()) <= 30 and store.r.sismember(KEYS.hosts, "fs1")
+
+
+def test_tasks_with_work_sees_queues_and_due_redials(store):
+    import time
+    tasks = [("a", "qa"), ("b", "qb"), ("c", "qc")]
+    assert store.tasks_with_work(tasks) == []
+    store.r.lpush("qb", "1")
+    store.r.zadd(KEYS.retries("c"), {"later": time.time() + 3600})
+    assert store.tasks_with_work(tasks) == [1]
+    store.r.zadd(KEYS.retries("c"), {"due": time.time() - 1})
+    assert store.tasks_with_work(tasks) == [1, 2]
+    assert store.tasks_with_work(tasks[:1]) == []          # a new set of idle tasks re-packs
