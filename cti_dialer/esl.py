@@ -60,23 +60,31 @@ class Disconnected:
     reason: str
 
 
-def parse_event_plain(data: bytes) -> Tuple[Dict[str, str], str]:
+# The headers the daemon reads; every other header of an event is skipped
+# without being decoded (events carry a hundred channel variables or more).
+WANTED_HEADERS = frozenset({
+    "Event-Name", "Job-UUID", "Unique-ID", "Hangup-Cause", "Content-Length", "Event-Date-Timestamp",
+    "variable_billsec", "variable_answer_epoch",
+})
+
+
+def parse_event_plain(data: bytes, wanted=WANTED_HEADERS) -> Tuple[Dict[str, str], str]:
     """Split a text/event-plain body into headers and trailing body.
 
     Lines are split first and each value URL-decoded afterwards, so an
     encoded newline stays inside its own value. The first occurrence of a
     header wins: FreeSWITCH writes its own headers before channel variables.
+    Only headers in ``wanted`` are kept (None keeps all).
     """
     text = data.decode("utf-8", "replace")
     head, sep, rest = text.partition("\n\n")
     headers: Dict[str, str] = {}
     for line in head.split("\n"):
         name, colon, value = line.partition(": ")
-        if not colon:
+        if not colon or name in headers or (wanted is not None and name not in wanted):
             continue
-        name = name.strip()
-        if name not in headers:
-            headers[name] = unquote(value.rstrip("\r"))
+        value = value.rstrip("\r")
+        headers[name] = unquote(value) if "%" in value else value
     body = ""
     if sep:
         length = headers.get("Content-Length")

@@ -262,46 +262,42 @@ return out
 """
 
 # End claims: drop the in-flight record, free the lease, append the result
-# (and the rejected record), all only if the record is still there, so a
-# retried batch never writes a result twice.
+# (and the rejected record), move the counters and schedule a redial, all
+# only if the record is still there, so a retried batch never writes a result
+# twice. Records travel as JSON arrays decoded here: packing a few dozen
+# arguments per call in Python cost more than the whole rest of a call.
 #
 # KEYS[1] in-flight hash, KEYS[2] results stream, KEYS[3] rejected stream,
 # KEYS[4..] other keys (line leases, counters, redial sets) referenced by
 # index i = KEYS[3 + i] (0 = none)
 # ARGV[1] results maxlen, ARGV[2] rejected maxlen, ARGV[3] item count, then
-# per item: claim id, lease index, n, n result field/value strings, m, m
-# rejected field/value strings, counters index, c, c (field, increment)
-# strings, redial set index, redial score, redial member
+# 8 per item: claim id, lease index, result JSON array of field/value strings,
+# rejected JSON array ("" = none), counters index, counters JSON array of
+# field/increment pairs, redial set index, redial score, redial member
+# (the last three after the counters array: 9 slots in all)
 # Returns how many items were written.
 FINISH = r"""
-local a = 4
 local done = 0
+local a = 4
 for i = 1, tonumber(ARGV[3]) do
-  local id = ARGV[a]
-  local lease = tonumber(ARGV[a + 1])
-  local nres = tonumber(ARGV[a + 2])
-  local res_at = a + 3
-  local nrej = tonumber(ARGV[res_at + nres])
-  local rej_at = res_at + nres + 1
-  local counters = tonumber(ARGV[rej_at + nrej])
-  local ncnt = tonumber(ARGV[rej_at + nrej + 1])
-  local cnt_at = rej_at + nrej + 2
-  local retry = tonumber(ARGV[cnt_at + ncnt])
-  local retry_score, retry_member = ARGV[cnt_at + ncnt + 1], ARGV[cnt_at + ncnt + 2]
-  a = cnt_at + ncnt + 3
+  local id, lease, res, rej = ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2], ARGV[a + 3]
+  local counters, cnt = tonumber(ARGV[a + 4]), ARGV[a + 5]
+  local retry, retry_score, retry_member = tonumber(ARGV[a + 6]), ARGV[a + 7], ARGV[a + 8]
+  a = a + 9
   if redis.call('HDEL', KEYS[1], id) == 1 then
     if lease > 0 then redis.call('ZREM', KEYS[3 + lease], id) end
     if counters > 0 then
-      for j = cnt_at, cnt_at + ncnt - 1, 2 do
-        redis.call('HINCRBY', KEYS[3 + counters], ARGV[j], ARGV[j + 1])
+      local pairs_ = cjson.decode(cnt)
+      for j = 1, #pairs_, 2 do
+        redis.call('HINCRBY', KEYS[3 + counters], pairs_[j], pairs_[j + 1])
       end
     end
     if retry > 0 then redis.call('ZADD', KEYS[3 + retry], retry_score, retry_member) end
-    if nrej > 0 then
-      redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, rej_at, rej_at + nrej - 1))
+    if rej ~= '' then
+      redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '*', unpack(cjson.decode(rej)))
     end
-    if nres > 0 then
-      redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, res_at, res_at + nres - 1))
+    if res ~= '' then
+      redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*', unpack(cjson.decode(res)))
     end
     done = done + 1
   end
@@ -411,6 +407,11 @@ def _text(value):
     return value
 
 
+def _flat_json(record: Dict) -> bytes:
+    """A record as the JSON array [field, value, ...] of strings that FINISH unpacks."""
+    return orjson.dumps([x for kv in _fields(record).items() for x in kv])
+
+
 def _fields(record: Dict) -> Dict[str, str]:
     out = {}
     for name, value in record.items():
@@ -422,6 +423,10 @@ def _fields(record: Dict) -> Dict[str, str]:
             value = orjson.dumps(value).decode()
         elif isinstance(value, bytes):
             value = value.decode("utf-8", "backslashreplace")
+        elif isinstance(value, float):
+            value = repr(value)         # shortest exact form, as redis-py would write it
+        elif not isinstance(value, str):
+            value = str(value)
         out[name] = value
     return out
 
@@ -675,12 +680,11 @@ class Store:
             claim_id, line, result, rejected = item[:4]
             counters_key, counts = item[4] if len(item) > 4 and item[4] else (None, {})
             retry_key, retry_score, retry_member = item[5] if len(item) > 5 and item[5] else (None, 0, "")
-            res = [x for kv in _fields(result or {}).items() for x in kv]
-            rej = [x for kv in _fields(rejected or {}).items() for x in kv]
-            cnt = [x for kv in counts.items() for x in kv]
-            args += [claim_id, key_index(self.keys.line_lease(line) if line else None), len(res)] + res
-            args += [len(rej)] + rej + [key_index(counters_key), len(cnt)] + cnt
-            args += [key_index(retry_key), retry_score, retry_member]
+            res = _flat_json(result) if result else ""
+            rej = _flat_json(rejected) if rejected else ""
+            cnt = orjson.dumps([x for kv in counts.items() for x in kv]) if counts else "[]"
+            args += [claim_id, key_index(self.keys.line_lease(line) if line else None), res, rej,
+                     key_index(counters_key), cnt, key_index(retry_key), retry_score, retry_member]
         return self._finish(keys=keys, args=args)
 
     def counters(self, owner) -> Dict[str, int]:
