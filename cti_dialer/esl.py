@@ -9,6 +9,7 @@ it after any fault.
 """
 import dataclasses
 import logging
+import re
 import time
 from typing import Callable, Dict, Optional, Tuple
 from urllib.parse import unquote
@@ -68,6 +69,9 @@ WANTED_HEADERS = frozenset({
 })
 
 
+_WANTED_RE = re.compile(r"^(%s): (.*)$" % "|".join(re.escape(h) for h in sorted(WANTED_HEADERS)), re.M)
+
+
 def parse_event_plain(data: bytes, wanted=WANTED_HEADERS) -> Tuple[Dict[str, str], str]:
     """Split a text/event-plain body into headers and trailing body.
 
@@ -79,9 +83,15 @@ def parse_event_plain(data: bytes, wanted=WANTED_HEADERS) -> Tuple[Dict[str, str
     text = data.decode("utf-8", "replace")
     head, sep, rest = text.partition("\n\n")
     headers: Dict[str, str] = {}
-    for line in head.split("\n"):
-        name, colon, value = line.partition(": ")
-        if not colon or name in headers or (wanted is not None and name not in wanted):
+    if wanted is WANTED_HEADERS:
+        # The hot path: a regex in C finds the few wanted lines among a
+        # hundred. Anchored at real line starts, so an encoded %0A inside a
+        # value can never look like one.
+        matches = _WANTED_RE.findall(head)
+    else:
+        matches = [line.partition(": ")[::2] for line in head.split("\n") if ": " in line]
+    for name, value in matches:
+        if name in headers or (wanted is not None and name not in wanted):
             continue
         value = value.rstrip("\r")
         headers[name] = unquote(value) if "%" in value else value
