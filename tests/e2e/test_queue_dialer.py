@@ -255,6 +255,9 @@ def test_line_disabled_and_group_changed_live(r, sim, daemon):
     push(r, "queue:t1", "12001")
     finished(r, 1)
     put_group(r, "g1", ["l2"])
+    # A number pushed in the same millisecond may still take the old group:
+    # wait until the change is applied, as the daemon's log says.
+    daemon.wait_log("config_change on config@all: table=cti_line_group key=g1 applied")
     push(r, "queue:t1", "12002")
     finished(r, 2)
     put_line(r, "l2", "sofia/gateway/gw2/", enable=False)
