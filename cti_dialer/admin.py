@@ -14,14 +14,11 @@ from typing import Dict, Iterable, Tuple
 import orjson
 
 from . import keys as keymod, model
+from .model import as_text
 
 
 class AdminError(Exception):
     """Refused; the message says why (shown to the operator as is)."""
-
-
-def _text(value):
-    return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else value
 
 
 def _json(text):
@@ -74,8 +71,7 @@ class Admin:
         return "%s@%s" % (keymod.TASK_TABLE, host or keymod.TEMPLATE_SCOPE)
 
     def task_list(self, host=None) -> Dict[str, dict]:
-        return {_text(k): orjson.loads(v) if _valid(v) else _text(v)
-                for k, v in sorted(self.r.hgetall(self._task_key(host)).items())}
+        return {as_text(k): _maybe_json(v) for k, v in sorted(self.r.hgetall(self._task_key(host)).items())}
 
     def task_show(self, name, host=None) -> dict:
         """The template entry, the host entry and the task as that host runs it."""
@@ -120,7 +116,7 @@ class Admin:
                 raise AdminError("no task %r in %s" % (name, self._task_key(None)))
             doc = {"params": {}}          # switch a template task on or off for one host
         else:
-            doc = _json(_text(raw))
+            doc = _json(as_text(raw))
         doc.setdefault("params", {})["enable"] = bool(enable)
         return self.task_set(name, doc, host)
 
@@ -138,7 +134,7 @@ class Admin:
 
     def entry_list(self, kind) -> Dict[str, object]:
         _, _, key = self._table(kind)
-        return {_text(k): _maybe_json(v) for k, v in sorted(self.r.hgetall(key).items())}
+        return {as_text(k): _maybe_json(v) for k, v in sorted(self.r.hgetall(key).items())}
 
     def entry_show(self, kind, name):
         _, _, key = self._table(kind)
@@ -258,7 +254,7 @@ class Admin:
             try:
                 entry = model.parse_number(raw)
             except model.ModelError:
-                rows.append({"number": _text(raw)})
+                rows.append({"number": as_text(raw)})
                 continue
             row = {"number": entry.number, "id": entry.id or ""}
             for name, value in entry.variables:
@@ -294,17 +290,17 @@ class Admin:
     # --- status and results -------------------------------------------------------------------
 
     def status(self) -> Dict[str, dict]:
-        hosts = sorted(_text(h) for h in self.r.smembers(self.keys.hosts)) or [self.config.dialer_host]
+        hosts = sorted(as_text(h) for h in self.r.smembers(self.keys.hosts)) or [self.config.dialer_host]
         out = {}
         for host in hosts:
             keys = keymod.Keys(host, self.keys.domain)
-            daemon = {_text(k): _text(v) for k, v in self.r.hgetall(keys.status).items()}
-            tasks = {_text(k): _maybe_json(v) for k, v in self.r.hgetall(keys.task_status).items()}
+            daemon = {as_text(k): as_text(v) for k, v in self.r.hgetall(keys.status).items()}
+            tasks = {as_text(k): _maybe_json(v) for k, v in self.r.hgetall(keys.task_status).items()}
             alive = bool(self.r.exists(keys.alive()))
             out[host] = {"daemon": daemon, "alive": alive, "tasks": tasks}
         lines = {}
         for name in self.r.hkeys(self.keys.lines):
-            lines[_text(name)] = self.r.zcount(self.keys.line_lease(_text(name)), time.time(), "+inf")
+            lines[as_text(name)] = self.r.zcount(self.keys.line_lease(as_text(name)), time.time(), "+inf")
         return {"hosts": out, "lines_in_use": lines}
 
     def results(self, count=20, task=None, cause=None, after=None):
@@ -316,8 +312,8 @@ class Admin:
             entries = reply[0][1] if reply else []
         out = []
         for entry_id, fields in entries:
-            rec = {_text(k): _text(v) for k, v in fields.items()}
-            rec["_id"] = _text(entry_id)
+            rec = {as_text(k): as_text(v) for k, v in fields.items()}
+            rec["_id"] = as_text(entry_id)
             if task and rec.get("task", rec.get("config")) != task:
                 continue
             if cause and rec.get("cause") != cause.upper():
@@ -327,7 +323,7 @@ class Admin:
 
     def last_result_id(self):
         last = self.r.xrevrange(self.keys.results, count=1)
-        return _text(last[0][0]) if last else "0-0"
+        return as_text(last[0][0]) if last else "0-0"
 
     # --- test call ------------------------------------------------------------------------------
 
@@ -377,18 +373,10 @@ class Admin:
                 self.notify(table, field)
 
 
-def _valid(raw):
-    try:
-        orjson.loads(raw)
-        return True
-    except orjson.JSONDecodeError:
-        return False
-
-
 def _maybe_json(raw):
     if raw is None:
         return None
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return _text(raw)
+        return as_text(raw)

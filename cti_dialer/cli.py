@@ -6,6 +6,7 @@ import sys
 import click
 
 from . import __version__, keys as keymod, settings
+from .cli_admin import config_option, load_config, register
 
 
 class _JsonFormatter(logging.Formatter):
@@ -28,18 +29,6 @@ def setup_logging(level="INFO", fmt="text"):
     root.setLevel(level)
 
 
-def _load(path):
-    try:
-        return settings.load(path)
-    except settings.SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-config_option = click.option(
-    "-c", "--config", "config_path", envvar="CTI_DIALER_CONFIG", type=click.Path(dir_okay=False),
-    default=None, help="INI config file (also CTI_DIALER_CONFIG). Every key is optional.")
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="cti-dialer")
 def main():
@@ -53,7 +42,7 @@ def run(config_path):
     # Patch before redis or anything socket-related is imported by the daemon.
     from gevent import monkey
     monkey.patch_all()
-    config = _load(config_path)
+    config = load_config(config_path)
     setup_logging(config.log_level, config.log_format)
     from .daemon import Daemon
     sys.exit(Daemon(config, config_path=config_path,
@@ -64,7 +53,7 @@ def run(config_path):
 @config_option
 def check_config(config_path):
     """Validate the config file and print the effective settings (password hidden)."""
-    config = _load(config_path)
+    config = load_config(config_path)
     for setting in settings.SETTINGS:
         value = config.get(setting.section, setting.key)
         if setting.key in ("password", "sentinel_password"):
@@ -94,7 +83,7 @@ def settings_doc():
 def notify(config_path, table, key, target):
     """Publish a config_change so running daemons reload."""
     from .store import connect
-    config = _load(config_path)
+    config = load_config(config_path)
     channel = "config@%s" % target if target else "config@all"
     msg = {"type": "config_change", "table": table}
     if key is not None:
@@ -129,8 +118,6 @@ def fsim(host, port, password, script_path):
         argv += ["--script", script_path]
     sys.exit(fsim_main(argv))
 
-
-from .cli_admin import register  # noqa: E402  (the admin commands hang off ``main``)
 
 register(main)
 

@@ -9,12 +9,17 @@ from . import settings
 from .admin import Admin, AdminError, parse_time
 
 
-def _admin(ctx_config):
-    from .store import connect
+def load_config(path):
+    """The config file's settings, or a click error naming the bad key."""
     try:
-        config = settings.load(ctx_config)
+        return settings.load(path)
     except settings.SettingsError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _admin(config_path):
+    from .store import connect
+    config = load_config(config_path)
     return Admin(connect(config), config)
 
 
@@ -61,7 +66,7 @@ def _vars(pairs):
 
 config_option = click.option(
     "-c", "--config", "config_path", envvar="CTI_DIALER_CONFIG", type=click.Path(dir_okay=False), default=None,
-    help="INI config file (also CTI_DIALER_CONFIG): Redis, host, domain and time zone come from it.")
+    help="INI config file (also CTI_DIALER_CONFIG). Every key is optional.")
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
 host_option = click.option("--host", default=None,
                            help="Work on cti_queue_dialer_task@HOST instead of @template (and notify config@HOST).")

@@ -31,6 +31,7 @@ from .esl import EslClient, EslError
 from .metrics import make_registry, serve
 from .sdnotify import Notifier
 from . import store as store_module
+from .model import as_text
 from .store import Candidates, Store
 
 log = logging.getLogger("cti_dialer")
@@ -89,8 +90,8 @@ class Daemon:
         self.idle_version = 0                 # bumped on every change of ``idle``
         self.watchers: Dict[str, gevent.Greenlet] = {}   # task -> greenlet blocked on its queue
         # Blocked calls hold their connection for seconds: a pool of their own.
-        self.watch_store = Store(redis_client or store_module.connect(config, config.dialer_idle_watchers + 1),
-                                 self.keys) if redis_client is None else self.store
+        self.watch_store = self.store if redis_client is not None else Store(
+            store_module.connect(config, config.dialer_idle_watchers + 1), self.keys)
         self.blocking_ok = True               # False once the server refused BLMOVE (Redis < 6.2)
         self.schedule_wake = gevent.event.Event()
         self.started_at = time.time()
@@ -215,7 +216,7 @@ class Daemon:
             raise model.ModelError("cannot be read: %s: %s" % (type(exc).__name__, exc)) from None
 
     def _set_task(self, name, template_raw, host_raw):
-        name = _text(name)
+        name = as_text(name)
         try:
             task = self._parse(model.merge_task, name, template_raw, host_raw, self.tz)
         except model.ModelError as exc:
@@ -238,7 +239,7 @@ class Daemon:
 
     def _set_entry(self, kind, table, errors, key, parse, name, raw):
         """Replace one parsed line, group or schedule config; a bad one is dropped and reported."""
-        name = _text(name)
+        name = as_text(name)
         if raw is None:
             table.pop(name, None)
             errors.pop(name, None)
@@ -271,13 +272,13 @@ class Daemon:
                   (self.store.read_groups(), self.groups, self._set_group),
                   (self.store.read_schedule_configs(), self.schedule_configs, self._set_schedule_config))
         for raw_table, known, setter in tables:
-            names = {_text(n) for n in raw_table}
+            names = {as_text(n) for n in raw_table}
             stale = set(known) | (set(self.schedule_config_errors) if known is self.schedule_configs else set())
             for name in stale - names:
                 setter(name, None)
             for name, raw in raw_table.items():
                 setter(name, raw)
-        names = {_text(n) for n in template} | {_text(n) for n in host}
+        names = {as_text(n) for n in template} | {as_text(n) for n in host}
         for name in (set(self.tasks) | set(self.task_errors)) - names:
             self._set_task(name, None, None)
         for name in sorted(names):
@@ -348,7 +349,7 @@ class Daemon:
                 while not self.stopping.is_set():
                     msg = pubsub.get_message(timeout=1.0)
                     if msg and msg.get("type") == "message":
-                        self.apply_change(_text(msg["channel"]), msg["data"])
+                        self.apply_change(as_text(msg["channel"]), msg["data"])
             except REDIS_ERRORS as exc:
                 self.redis_ok.clear()
                 log.warning("Redis unavailable (%s); retrying in %.1fs", exc, delay)
@@ -819,10 +820,6 @@ def _rss_kb():
             return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
     except (OSError, ValueError, IndexError):
         return 0
-
-
-def _text(value):
-    return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else value
 
 
 def _safe_url(url):

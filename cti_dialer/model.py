@@ -4,7 +4,6 @@ No Redis and no gevent here: every function takes the raw values and returns
 a value or raises ``ModelError`` with a reason fit for the rejected record.
 """
 import dataclasses
-import json
 import re
 from typing import Any, Dict, Mapping, Optional, Tuple
 
@@ -432,6 +431,13 @@ def channel_variables(*layers: Optional[Tuple[Tuple[str, str], ...]], own: Mappi
     return dict(merged.values())
 
 
+def as_text(value):
+    """A Redis reply (bytes) as text; invalid UTF-8 shown as \\xNN."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
+    return value
+
+
 def raw_repr(raw, limit=2000):
     """Raw Redis value as text for a rejected record, even if it is not UTF-8."""
     if raw is None:
@@ -440,6 +446,3 @@ def raw_repr(raw, limit=2000):
         raw = raw.decode("utf-8", "backslashreplace")
     return raw if len(raw) <= limit else raw[:limit] + "...(truncated)"
 
-
-def dumps(value):
-    return json.dumps(value, ensure_ascii=False, sort_keys=True)

@@ -11,6 +11,7 @@ import orjson
 import redis
 
 from .keys import Keys
+from .model import as_text
 
 log = logging.getLogger("cti_dialer.store")
 
@@ -401,12 +402,6 @@ def _read_int_array(sock) -> List[int]:
             return [int(item[1:]) for item in items[:count]]
 
 
-def _text(value):
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "backslashreplace")
-    return value
-
-
 def _flat_json(record: Dict) -> bytes:
     """A record as the JSON array [field, value, ...] of strings that FINISH unpacks.
 
@@ -507,11 +502,11 @@ class Store:
         """
         reply = self._claim(keys=[queue, self.keys.inflight, self.keys.retries(task)] + candidates.keys(self.keys),
                             args=[now, now + lease_ttl, task] + candidates.args() + list(claim_ids))
-        status = _text(reply[0])
+        status = as_text(reply[0])
         items = []
         for i in range(1, len(reply), 5):
-            items.append((_text(reply[i]), reply[i + 1], _text(reply[i + 2]), int(reply[i + 3]),
-                          _text(reply[i + 4])))
+            items.append((as_text(reply[i]), reply[i + 1], as_text(reply[i + 2]), int(reply[i + 3]),
+                          as_text(reply[i + 4])))
         return status, items
 
     def tasks_with_work(self, tasks: Sequence[Tuple[str, str]]) -> List[int]:
@@ -570,7 +565,7 @@ class Store:
                               args=[now, now + lease_ttl, claim_id] + candidates.args())
         if not reply:
             return None
-        return _text(reply[0]), int(reply[1])
+        return as_text(reply[0]), int(reply[1])
 
     def due_members(self, now: float, count: int) -> List[Tuple[bytes, float]]:
         """The earliest due schedule members (score <= now); O(log N + count)."""
@@ -587,9 +582,9 @@ class Store:
                                   + candidates.args(), client=pipe)
         out = []
         for reply in pipe.execute():
-            status = _text(reply[0])
+            status = as_text(reply[0])
             if status == "ok":
-                out.append((status, _text(reply[1]), int(reply[2])))
+                out.append((status, as_text(reply[1]), int(reply[2])))
             elif status == "requeued":
                 out.append((status, float(reply[1]), None))
             else:
@@ -615,11 +610,11 @@ class Store:
         out = {}
         for cid, raw in self.r.hgetall(self.keys.inflight).items():
             try:
-                out[_text(cid)] = orjson.loads(raw)
+                out[as_text(cid)] = orjson.loads(raw)
             except orjson.JSONDecodeError:
                 # cjson passes invalid UTF-8 from a bad queue entry through.
                 import json
-                out[_text(cid)] = json.loads(raw.decode("utf-8", "surrogateescape"))
+                out[as_text(cid)] = json.loads(raw.decode("utf-8", "surrogateescape"))
         return out
 
     def release_line(self, line: str, claim_id: str):
@@ -667,7 +662,7 @@ class Store:
                 keys.append(seen)
                 index = len(keys) - 2
             args += [claim_id, number, orjson.dumps(record), index]
-        return [_text(x) for x in self._mark_sent(keys=keys, args=args)]
+        return [as_text(x) for x in self._mark_sent(keys=keys, args=args)]
 
     def finish(self, items: Sequence) -> int:
         """End claims in one atomic step.
@@ -705,7 +700,7 @@ class Store:
         return self._finish(keys=keys, args=args)
 
     def counters(self, owner) -> Dict[str, int]:
-        return {_text(k): int(v) for k, v in self.r.hgetall(self.keys.counters(owner)).items()}
+        return {as_text(k): int(v) for k, v in self.r.hgetall(self.keys.counters(owner)).items()}
 
     def reject(self, record: Dict):
         """A rejected record for bad configuration or messages (nothing was claimed)."""
@@ -723,7 +718,7 @@ class Store:
 
     def gone_hosts(self) -> List[str]:
         """Other hosts with in-flight records and no heartbeat."""
-        hosts = [_text(h) for h in self.r.smembers(self.keys.hosts) if _text(h) != self.keys.host]
+        hosts = [as_text(h) for h in self.r.smembers(self.keys.hosts) if as_text(h) != self.keys.host]
         if not hosts:
             return []
         pipe = self.r.pipeline(transaction=False)
@@ -735,7 +730,7 @@ class Store:
 
     def take_over(self, host: str, count: int = 500) -> List[str]:
         """Move up to ``count`` in-flight records of a gone host into ours (TAKE_OVER)."""
-        return [_text(x) for x in self._take_over(
+        return [as_text(x) for x in self._take_over(
             keys=[self.keys.inflight_of(host), self.keys.inflight, self.keys.alive(host)],
             args=[count, self.keys.host])]
 
@@ -748,15 +743,6 @@ class Store:
         if removed:
             pipe.hdel(self.keys.task_status, *removed)
         pipe.execute()
-
-    def queue_lengths(self, queues: Sequence[str]) -> List[int]:
-        pipe = self.r.pipeline(transaction=False)
-        for q in queues:
-            pipe.llen(q)
-        return pipe.execute()
-
-    def ping(self):
-        return self.r.ping()
 
 
 # Connections of the main pool. Greenlets wait for a free one (a blocking

@@ -28,6 +28,16 @@ def numbers_from(base, n):
     return [str(base + i) for i in range(n)]
 
 
+def queue_run(r, sim, first, count, hold_ms):
+    """Numbers first..first+count-1 queued on task t1 (limit 10, one line of 30)."""
+    sim.default_outcome = Outcome.answer(ring_ms=20, hold_ms=hold_ms)
+    basic_setup(r, lines=(("l1", "sofia/gateway/gw1/", 30),))
+    numbers = numbers_from(first, count)
+    put_task(r, "t1", task_params(limit=10), notify=False)
+    push(r, "queue:t1", *numbers)
+    return numbers
+
+
 def tally(r, sim, numbers, report, extra=""):
     originated = collections.Counter(o.number for o in sim.originates() if o.cause != "DESTINATION_OUT_OF_ORDER")
     recorded = collections.Counter(x["number"] for x in results(r))
@@ -50,11 +60,7 @@ def all_recorded(r, numbers, timeout=60):
 
 
 def test_kill9_at_random_moments(r, sim, daemon_factory, fault_report):
-    sim.default_outcome = Outcome.answer(ring_ms=20, hold_ms=150)
-    basic_setup(r, lines=(("l1", "sofia/gateway/gw1/", 30),))
-    numbers = numbers_from(60000, 150)
-    put_task(r, "t1", task_params(limit=10), notify=False)
-    push(r, "queue:t1", *numbers)
+    numbers = queue_run(r, sim, 60000, 150, hold_ms=150)
     rng = random.Random(5)
     d = daemon_factory()
     kills = 0
@@ -73,11 +79,7 @@ def test_redis_restarted_mid_run_with_aof(r, sim, daemon_factory, fault_report, 
     try:
         import redis as redis_lib
         rr = redis_lib.Redis(port=server.port)
-        sim.default_outcome = Outcome.answer(ring_ms=20, hold_ms=200)
-        basic_setup(rr, lines=(("l1", "sofia/gateway/gw1/", 30),))
-        numbers = numbers_from(61000, 150)
-        put_task(rr, "t1", task_params(limit=10), notify=False)
-        push(rr, "queue:t1", *numbers)
+        numbers = queue_run(rr, sim, 61000, 150, hold_ms=200)
         daemon_factory(extra={"redis": {"url": server.url, "socket_timeout": "1"}})
         wait_for(lambda: len(sim.originates()) >= 30, 20)
         server.stop(kill=True)              # SIGKILL: only the AOF (fsync always) survives
@@ -93,11 +95,7 @@ def test_redis_restarted_mid_run_with_aof(r, sim, daemon_factory, fault_report, 
 def test_redis_unreachable_longer_than_every_timeout(r, redis_server, sim, daemon_factory, fault_report):
     proxy = FaultProxy("127.0.0.1", redis_server.port)
     try:
-        sim.default_outcome = Outcome.answer(ring_ms=20, hold_ms=200)
-        basic_setup(r, lines=(("l1", "sofia/gateway/gw1/", 30),))
-        numbers = numbers_from(62000, 120)
-        put_task(r, "t1", task_params(limit=10), notify=False)
-        push(r, "queue:t1", *numbers)
+        numbers = queue_run(r, sim, 62000, 120, hold_ms=200)
         d = daemon_factory(extra={"redis": {"url": "redis://127.0.0.1:%d/0" % proxy.port, "socket_timeout": "1"}})
         wait_for(lambda: len(sim.originates()) >= 20, 20)
         proxy.cut()
@@ -113,11 +111,7 @@ def test_redis_unreachable_longer_than_every_timeout(r, redis_server, sim, daemo
 
 @pytest.mark.parametrize("fault", ["drop", "silent"])
 def test_switch_faults(r, sim, daemon_factory, fault_report, fault):
-    sim.default_outcome = Outcome.answer(ring_ms=20, hold_ms=150)
-    basic_setup(r, lines=(("l1", "sofia/gateway/gw1/", 30),))
-    numbers = numbers_from(63000 if fault == "drop" else 64000, 120)
-    put_task(r, "t1", task_params(limit=10), notify=False)
-    push(r, "queue:t1", *numbers)
+    numbers = queue_run(r, sim, 63000 if fault == "drop" else 64000, 120, hold_ms=150)
     d = daemon_factory()
     wait_for(lambda: len(sim.originates()) >= 30, 20)
     if fault == "drop":
