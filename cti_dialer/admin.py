@@ -5,6 +5,7 @@ value the daemon would reject is refused here, with the same reason, before
 anything is written.
 """
 import csv
+import dataclasses
 import datetime
 import json
 import time
@@ -13,7 +14,7 @@ from typing import Dict, Iterable, Tuple
 
 import orjson
 
-from . import keys as keymod, model
+from . import keys as keymod, messages, model
 from .model import as_text
 
 
@@ -59,27 +60,25 @@ class Admin:
 
     def notify(self, table, key=None, host=None) -> Tuple[str, int]:
         """PUBLISH the config_change daemons listen for; returns (channel, receivers)."""
-        channel = "config@%s" % host if host else "config@all"
-        msg = {"type": "config_change", "table": table}
-        if key is not None:
-            msg["key"] = key
-        return channel, self.r.publish(channel, json.dumps(msg))
+        try:
+            msg = messages.config_change(table, key)
+        except messages.BadMessage as exc:
+            raise AdminError(str(exc)) from None
+        channel = self.keys.channel_for(host)
+        return channel, self.r.publish(channel, msg)
 
     # --- tasks ----------------------------------------------------------------------
 
-    def _task_key(self, host):
-        return "%s@%s" % (keymod.TASK_TABLE, host or keymod.TEMPLATE_SCOPE)
-
     def task_list(self, host=None) -> Dict[str, dict]:
-        return {as_text(k): _maybe_json(v) for k, v in sorted(self.r.hgetall(self._task_key(host)).items())}
+        return {as_text(k): _maybe_json(v) for k, v in sorted(self.r.hgetall(self.keys.tasks_for(host)).items())}
 
     def task_show(self, name, host=None) -> dict:
         """The template entry, the host entry and the task as that host runs it."""
         host = host or self.config.dialer_host
-        template = self.r.hget(self._task_key(None), name)
-        own = self.r.hget(self._task_key(host), name)
+        template = self.r.hget(self.keys.tasks_for(None), name)
+        own = self.r.hget(self.keys.tasks_for(host), name)
         if template is None and own is None:
-            raise AdminError("no task %r in %s or %s" % (name, self._task_key(None), self._task_key(host)))
+            raise AdminError("no task %r in %s or %s" % (name, self.keys.tasks_for(None), self.keys.tasks_for(host)))
         out = {"template": _maybe_json(template), "host": _maybe_json(own), "host_name": host}
         try:
             task = model.merge_task(name, template, own, self.tz)
@@ -95,25 +94,25 @@ class Admin:
         doc = _json(text) if isinstance(text, str) else text
         raw = json.dumps(doc, ensure_ascii=False)
         other_host = host or self.config.dialer_host
-        template = raw if host is None else self.r.hget(self._task_key(None), name)
-        own = raw if host is not None else self.r.hget(self._task_key(other_host), name)
+        template = raw if host is None else self.r.hget(self.keys.tasks_for(None), name)
+        own = raw if host is not None else self.r.hget(self.keys.tasks_for(other_host), name)
         try:
             model.merge_task(name, template, own, self.tz)
         except model.ModelError as exc:
             raise AdminError(str(exc)) from None
-        self.r.hset(self._task_key(host), name, raw)
+        self.r.hset(self.keys.tasks_for(host), name, raw)
         return self.notify(keymod.TASK_TABLE, name, host)
 
     def task_delete(self, name, host=None):
-        if not self.r.hdel(self._task_key(host), name):
-            raise AdminError("no task %r in %s" % (name, self._task_key(host)))
+        if not self.r.hdel(self.keys.tasks_for(host), name):
+            raise AdminError("no task %r in %s" % (name, self.keys.tasks_for(host)))
         return self.notify(keymod.TASK_TABLE, name, host)
 
     def task_enable(self, name, enable, host=None):
-        raw = self.r.hget(self._task_key(host), name)
+        raw = self.r.hget(self.keys.tasks_for(host), name)
         if raw is None:
             if host is None:
-                raise AdminError("no task %r in %s" % (name, self._task_key(None)))
+                raise AdminError("no task %r in %s" % (name, self.keys.tasks_for(None)))
             doc = {"params": {}}          # switch a template task on or off for one host
         else:
             doc = _json(as_text(raw))
@@ -294,8 +293,8 @@ class Admin:
         out = {}
         for host in hosts:
             keys = keymod.Keys(host, self.keys.domain)
-            daemon = {as_text(k): as_text(v) for k, v in self.r.hgetall(keys.status).items()}
-            tasks = {as_text(k): _maybe_json(v) for k, v in self.r.hgetall(keys.task_status).items()}
+            daemon = _host_status(self.r.hgetall(keys.status))
+            tasks = {as_text(k): _task_status(v) for k, v in self.r.hgetall(keys.task_status).items()}
             alive = bool(self.r.exists(keys.alive()))
             out[host] = {"daemon": daemon, "alive": alive, "tasks": tasks}
         lines = {}
@@ -371,6 +370,21 @@ class Admin:
             for key, field, table in cleanup:
                 self.r.hdel(key, field)
                 self.notify(table, field)
+
+
+def _host_status(fields):
+    """Shown as the daemon wrote it; a record this version cannot read is shown as found."""
+    try:
+        return messages.encode_host_status(messages.decode_host_status(fields))
+    except messages.BadMessage:
+        return {as_text(k): as_text(v) for k, v in fields.items()}
+
+
+def _task_status(raw):
+    try:
+        return dataclasses.asdict(messages.decode_task_status(raw))
+    except messages.BadMessage:
+        return _maybe_json(raw)
 
 
 def _maybe_json(raw):

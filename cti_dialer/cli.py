@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from . import __version__, keys as keymod, settings
+from . import __version__, settings
 from .cli_admin import config_option, load_config, register
 
 
@@ -71,25 +71,6 @@ def example_config():
 def settings_doc():
     """Print docs/configuration.rst (generated from the settings registry)."""
     click.echo(settings.render_rst(), nl=False)
-
-
-@main.command()
-@config_option
-@click.option("--table", required=True, type=click.Choice([
-    keymod.TASK_TABLE, keymod.LINE_TABLE, keymod.GROUP_TABLE, keymod.SCHEDULE_CONFIG_TABLE]),
-    help="The table that changed (the key name before '@').")
-@click.option("--key", default=None, help="The hash field that changed; omit to reload the table.")
-@click.option("--host", "target", default=None, help="Notify config@HOST instead of config@all.")
-def notify(config_path, table, key, target):
-    """Publish a config_change so running daemons reload."""
-    from .store import connect
-    config = load_config(config_path)
-    channel = "config@%s" % target if target else "config@all"
-    msg = {"type": "config_change", "table": table}
-    if key is not None:
-        msg["key"] = key
-    receivers = connect(config).publish(channel, json.dumps(msg))
-    click.echo("published to %s (%d receiver(s)): %s" % (channel, receivers, json.dumps(msg)))
 
 
 @main.command()

@@ -5,7 +5,7 @@ import time
 
 import click
 
-from . import settings
+from . import keys as keymod, messages, settings
 from .admin import Admin, AdminError, parse_time
 
 
@@ -287,6 +287,18 @@ def register(main):
         _print_result(rec, as_json)
         if rec.get("answered") != "1":
             sys.exit(3)
+
+    @main.command()
+    @config_option
+    @click.option("--table", required=True, type=click.Choice(keymod.CONFIG_TABLES),
+                  help="The table that changed (the key name before '@').")
+    @click.option("--key", default=None, help="The hash field that changed; omit to reload the table.")
+    @click.option("--host", "target", default=None, help="Notify config@HOST instead of config@all.")
+    def notify(config_path, table, key, target):
+        """Publish a config_change so running daemons reload."""
+        channel, receivers = _run(_admin(config_path).notify, table, key, target)
+        click.echo("published to %s (%d receiver(s)): %s" % (
+            channel, receivers, messages.config_change(table, key).decode()))
 
 
 def _register_table(main, kind):

@@ -17,30 +17,28 @@ import time
 import click
 import redis
 
+from . import settings
+from .admin import Admin
 from .fsim import FreeSwitchSimulator, Outcome
 from .redis_server import RedisServer
 
 DOMAIN = "demo"
 HOST = "demo-host"
+QUEUE = "queue:demo"
 
 
-def _setup(r, numbers, sim):
-    r.hset("cti_line@%s" % DOMAIN, mapping={
-        "trunk-a": json.dumps({"params": {"gateway": "sofia/gateway/trunk-a/", "limit": 30}}),
-        "trunk-b": json.dumps({"params": {"gateway": "sofia/gateway/trunk-b/", "limit": 25,
-                                         "prefix": "0"},
-                               "variables": {"origination_caller_id_number": "4001"}}),
-    })
-    r.hset("cti_line_group@%s" % DOMAIN, mapping={
-        "primary": json.dumps({"lines": ["trunk-a"]}),
-        "backup": json.dumps({"lines": ["trunk-b"]}),
-    })
-    r.hset("cti_queue_dialer_task@template", "demo", json.dumps({
+def _setup(admin, numbers, sim):
+    admin.entry_set("line", "trunk-a", {"params": {"gateway": "sofia/gateway/trunk-a/", "limit": 30}})
+    admin.entry_set("line", "trunk-b", {"params": {"gateway": "sofia/gateway/trunk-b/", "limit": 25, "prefix": "0"},
+                                        "variables": {"origination_caller_id_number": "4001"}})
+    admin.entry_set("group", "primary", {"lines": ["trunk-a"]})
+    admin.entry_set("group", "backup", {"lines": ["trunk-b"]})
+    admin.task_set("demo", {
         "params": {"enable": True, "line_group": ["primary", "backup"], "limit": 40,
-                   "number_queue": "queue:demo", "destination_extension": "8888",
+                   "number_queue": QUEUE, "destination_extension": "8888",
                    "destination_dialplan": "XML", "destination_context": "default"},
         "variables": {"absolute_codec_string": "pcma,pcmu,g729", "ignore_early_media": True},
-    }))
+    })
     # trunk-a is down: every call fails over to trunk-b, which dials "0" + number.
     sim.script_gateway("trunk-a", Outcome.fail("GATEWAY_DOWN"))
     rng = random.Random(7)
@@ -59,12 +57,10 @@ def _setup(r, numbers, sim):
                                        "variables": {"origination_caller_id_name": "Demo%d" % i}}))
         else:
             entries.append(number)
-    # A hostile entry: rejected with a record, never sent to the switch.
+    # A hostile entry, pushed unchecked: the daemon rejects it with a record
+    # and never sends it to the switch.
     entries.append("1000 &system(touch /tmp/x)")
-    pipe = r.pipeline()
-    for entry in entries:
-        pipe.lpush("queue:demo", entry)
-    pipe.execute()
+    admin.queue_push(entries, queue=QUEUE)
     return len(entries)
 
 
@@ -75,18 +71,20 @@ def run_demo(numbers=200, keep=False):
         sim.default_outcome = Outcome.answer(ring_ms=100, hold_ms=400)
         sim.start_in_thread()
         r = redis.Redis.from_url(server.url)
-        total = _setup(r, numbers, sim)
         cfg = os.path.join(tmp, "demo.ini")
+        cfg_text = ("[dialer]\nhost = %s\ndomain = %s\ntimezone = UTC\nidle_poll_interval = 0.05\n"
+                    "[redis]\nurl = %s\n[esl]\nhost = 127.0.0.1\nport = %d\npassword = ClueCon\n"
+                    "[log]\nlevel = WARNING\n" % (HOST, DOMAIN, server.url, sim.port))
         with open(cfg, "w") as fh:
-            fh.write("[dialer]\nhost = %s\ndomain = %s\ntimezone = UTC\nidle_poll_interval = 0.05\n"
-                     "[redis]\nurl = %s\n[esl]\nhost = 127.0.0.1\nport = %d\npassword = ClueCon\n"
-                     "[log]\nlevel = WARNING\n" % (HOST, DOMAIN, server.url, sim.port))
+            fh.write(cfg_text)
+        admin = Admin(r, settings.load(cfg, text=cfg_text))
+        total = _setup(admin, numbers, sim)
         click.echo("redis-server at %s, simulator at 127.0.0.1:%d, %d numbers queued on task 'demo'"
                    % (server.url, sim.port, total))
         proc = subprocess.Popen([sys.executable, "-m", "cti_dialer.cli", "run", "-c", cfg])
         code = 1
         try:
-            code = _watch(r, total, proc)
+            code = _watch(r, admin.keys, total, proc)
             if keep:
                 click.echo("--keep: Redis at %s stays up; Ctrl-C to stop" % server.url)
                 while proc.poll() is None:
@@ -102,33 +100,32 @@ def run_demo(numbers=200, keep=False):
         return code
 
 
-def _watch(r, total, proc, timeout=600):
+def _watch(r, keys, total, proc, timeout=600):
     started = time.monotonic()
-    results_key = "cti_dialer_result@%s" % DOMAIN
     done = 0
     while time.monotonic() - started < timeout:
         if proc.poll() is not None:
             click.echo("the daemon exited with status %s" % proc.returncode, err=True)
             return 1
-        done = r.xlen(results_key)
-        active = r.hlen("cti_dialer_inflight@%s" % HOST)
+        done = r.xlen(keys.results)
+        active = r.hlen(keys.inflight)
         # One line per update when piped (logs, CI); redrawn in place on a terminal.
         tty = sys.stdout.isatty()
         click.echo("%s%5.1fs  finished %d/%d  in flight %d  queued %d   " % (
-            "\r" if tty else "", time.monotonic() - started, done, total, active, r.llen("queue:demo")), nl=not tty)
+            "\r" if tty else "", time.monotonic() - started, done, total, active, r.llen(QUEUE)), nl=not tty)
         if done >= total and active == 0:
             break
         time.sleep(0.5)
     click.echo("")
     causes = collections.Counter()
     failovers = 0
-    for _, fields in r.xrange(results_key):
+    for _, fields in r.xrange(keys.results):
         causes[fields[b"cause"].decode()] += 1
         failovers += fields.get(b"try", b"1") != b"1"
     click.echo("per-cause summary (%d results, %d after failover from trunk-a to trunk-b):" % (done, failovers))
     for cause, count in causes.most_common():
         click.echo("  %-24s %5d" % (cause, count))
-    rejected = r.xrange("cti_dialer_rejected@%s" % DOMAIN)
+    rejected = r.xrange(keys.rejected)
     for _, fields in rejected:
         click.echo("rejected %s from %s: %s" % (fields[b"kind"].decode(), fields[b"source"].decode(),
                                                 fields[b"reason"].decode()))

@@ -12,7 +12,13 @@ GROUP_TABLE = "cti_line_group"
 SCHEDULE_CONFIG_TABLE = "cti_schedule_dialer_config"
 SCHEDULE_NUMBER_TABLE = "cti_schedule_dialer_number"
 
+# The tables a config_change may name: the hashes a daemon caches.
+CONFIG_TABLES = (TASK_TABLE, LINE_TABLE, GROUP_TABLE, SCHEDULE_CONFIG_TABLE)
+
 TEMPLATE_SCOPE = "template"
+
+CONFIG_CHANNEL = "config"
+ALL_HOSTS_SCOPE = "all"
 
 
 class Keys:
@@ -23,13 +29,18 @@ class Keys:
         self.domain = domain
 
     # --- written by operators and upstream systems -------------------------
+    @staticmethod
+    def tasks_for(host=None):
+        """Hash of tasks: the template (every host) when ``host`` is None, else that host's own."""
+        return "%s@%s" % (TASK_TABLE, host or TEMPLATE_SCOPE)
+
     @property
     def task_template(self):
-        return "%s@%s" % (TASK_TABLE, TEMPLATE_SCOPE)
+        return self.tasks_for(None)
 
     @property
     def task_host(self):
-        return "%s@%s" % (TASK_TABLE, self.host)
+        return self.tasks_for(self.host)
 
     @property
     def lines(self):
@@ -47,19 +58,24 @@ class Keys:
     def schedule_numbers(self):
         return "%s@%s" % (SCHEDULE_NUMBER_TABLE, self.domain)
 
+    @staticmethod
+    def channel_for(host=None):
+        """Channel of config_change: every host's when ``host`` is None, else that host's only."""
+        return "%s@%s" % (CONFIG_CHANNEL, host or ALL_HOSTS_SCOPE)
+
     @property
     def channel_all(self):
-        return "config@all"
+        return self.channel_for(None)
 
     @property
     def channel_host(self):
-        return "config@%s" % self.host
+        return self.channel_for(self.host)
 
     # --- written by the daemon ---------------------------------------------
     @property
     def inflight(self):
         """Hash: claim id -> JSON of a number this host took and has not finished."""
-        return "cti_dialer_inflight@%s" % self.host
+        return self.inflight_of(self.host)
 
     def line_lease(self, line):
         """Sorted set: claim id -> lease expiry (unix time) of calls on a line, all hosts."""

@@ -169,3 +169,21 @@ def task_params(**kw):
     params = {"line_group": ["g1"], "limit": 10, "number_queue": "queue:t1", "destination_extension": "8888"}
     params.update(kw)
     return params
+
+
+def wait_settled(r, task="t1", queue="queue:t1", hosts=(HOST,), timeout=15):
+    """Wait until nothing of ``task`` is left to dial: its queue, its pending redials
+    and the hosts' in-flight hashes are all empty, read in one atomic step.
+
+    Every claim moves a number into an in-flight hash in the same step that
+    takes it, and its result is written in the same step that removes it, so
+    from then on no originate can come and the results are final.
+    """
+    def settled():
+        pipe = r.pipeline(transaction=True)
+        pipe.llen(queue)
+        pipe.zcard("cti_dialer_retry@%s:%s" % (DOMAIN, task))
+        for host in hosts:
+            pipe.hlen("cti_dialer_inflight@%s" % host)
+        return not any(pipe.execute())
+    wait_for(settled, timeout, message="%s settled (queue, redials and in-flight empty)" % task)

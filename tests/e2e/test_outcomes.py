@@ -6,7 +6,8 @@ import pytest
 
 from cti_dialer.fsim import Outcome
 from tests.conftest import wait_for
-from tests.e2e.conftest import DOMAIN, basic_setup, publish, push, put_task, rejected, results, task_params
+from tests.e2e.conftest import (DOMAIN, basic_setup, publish, push, put_task, rejected, results, task_params,
+                                wait_settled)
 
 pytestmark = pytest.mark.e2e
 COUNTERS = "cti_dialer_counter@%s:t1" % DOMAIN
@@ -32,7 +33,7 @@ def test_redial_count_and_interval_honoured(r, sim, daemon):
     put_task(r, "t1", task_params(redial={"busy": {"count": 2, "interval": 1}}))
     push(r, "queue:t1", "50001")
     res = n_results(r, 3)
-    time.sleep(1.5)      # nothing more may come: the count is used up
+    wait_settled(r)
     assert len(results(r)) == 3 and r.zcard(RETRIES) == 0
     sent = [o.ts for o in sim.originates()]
     assert len(sent) == 3
@@ -54,7 +55,7 @@ def test_no_redial_after_success_and_per_class_counts(r, sim, daemon):
     n_results(r, 1)
     sim.script_number("50101", Outcome.answer(ring_ms=0, hold_ms=0))
     res = n_results(r, 2)
-    time.sleep(1.0)
+    wait_settled(r)
     assert len(results(r)) == 2 and r.zcard(RETRIES) == 0
     assert [x["cause"] for x in res] == ["NO_ANSWER", "NORMAL_CLEARING"]
     assert res[1]["answered"] == "1" and res[1]["attempt"] == "2"
@@ -66,7 +67,7 @@ def test_no_redial_by_default(r, sim, daemon):
     put_task(r, "t1", task_params())
     push(r, "queue:t1", "50201")
     n_results(r, 1)
-    time.sleep(0.5)
+    wait_settled(r)
     assert len(sim.originates()) == 1 and r.zcard(RETRIES) == 0
 
 
@@ -79,9 +80,14 @@ def test_redials_wait_for_the_window(r, sim, daemon):
     n_results(r, 1)
     put_task(r, "t1", task_params(redial=strategy, enable=False))
     daemon.wait_log("enable=False")
-    time.sleep(1.5)      # the redial falls due while the task is paused
+    pending = r.zrange(RETRIES, 0, 0, withscores=True)
+    assert pending, "the redial was taken while the task is paused"
+    due = pending[0][1]
+    # The redial falls due while the task is paused: a status the daemon wrote
+    # well after that shows it has seen the redial and still holds it.
+    wait_for(lambda: status(r).get("updated", 0) > due + 0.5, 10, message="a status written after the redial is due")
+    assert (status(r)["state"], status(r)["redials_pending"]) == ("paused", 1)
     assert len(sim.originates()) == 1 and r.zcard(RETRIES) == 1
-    assert wait_for(lambda: status(r).get("redials_pending") == 1, 5)
     put_task(r, "t1", task_params(redial=strategy))
     res = n_results(r, 2)
     assert res[1]["attempt"] == "2" and len(sim.originates()) == 2
@@ -105,7 +111,7 @@ def test_throttled_with_a_rule_ends_the_attempt(r, sim, daemon):
     put_task(r, "t1", task_params(redial={"throttled": {"count": 1, "interval": 0.3}}))
     push(r, "queue:t1", "50501")
     res = n_results(r, 2)
-    time.sleep(1.0)
+    wait_settled(r)
     assert len(sim.originates()) == 2 and len(results(r)) == 2
     assert all(x["verdict"] == "throttle" and x["cause"] == "DESTINATION_OUT_OF_ORDER" for x in res)
 
@@ -221,7 +227,7 @@ def test_redials_shared_by_two_daemons_dialed_once_each(r, sim, daemon_factory):
     daemon_factory(host="fs2")
     push(r, "queue:t1", *numbers)
     res = n_results(r, 60, timeout=30)
-    time.sleep(1.0)
+    wait_settled(r, hosts=("fs1", "fs2"))
     dialed = sorted(o.number for o in sim.originates())
     assert dialed == sorted(numbers * 3)                 # first call and two redials, no more, no less
     assert sorted(x["number"] for x in results(r)) == sorted(numbers * 3)
