@@ -10,6 +10,8 @@
 ``python -m cti_dialer.fsim --help`` runs it as a process.
 """
 from .outcome import Outcome
-from .server import CommandRecord, FreeSwitchSimulator, OriginateRecord
+from .event_socket import CommandRecord
+from .server import FreeSwitchSimulator
+from .switch import OriginateRecord
 
 __all__ = ["CommandRecord", "FreeSwitchSimulator", "OriginateRecord", "Outcome"]

@@ -84,16 +84,6 @@ class Outcome:
 
     # --- JSON form (CLI scripts) -------------------------------------------
 
-    def to_dict(self) -> Dict[str, Any]:
-        d: Dict[str, Any] = {"kind": self.kind, "ring_ms": self.ring_ms}
-        if self.kind == "answer":
-            d["hold_ms"] = self.hold_ms
-        if self.kind in ("hangup", "fail"):
-            d["cause"] = self.cause
-        if self.kind == "fail":
-            d["channel"] = self.channel
-        return d
-
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "Outcome":
         if not isinstance(d, dict):

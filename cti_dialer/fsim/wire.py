@@ -48,6 +48,11 @@ def command_reply(text: str) -> bytes:
     return ("Content-Type: command/reply\nReply-Text: %s\n\n" % text).encode("utf-8")
 
 
+def bgapi_reply(job_uuid: str) -> bytes:
+    return ("Content-Type: command/reply\nReply-Text: +OK Job-UUID: %s\nJob-UUID: %s\n\n"
+            % (job_uuid, job_uuid)).encode("utf-8")
+
+
 def api_response(body: str) -> bytes:
     data = body.encode("utf-8")
     if not data:

@@ -4,10 +4,10 @@ import time
 import pytest
 
 from cti_dialer.fsim import FreeSwitchSimulator, Outcome
-from cti_dialer.fsim.client import EslTestClient
-from cti_dialer.fsim.server import SHOW_CHANNELS_HEADER
+from cti_dialer.fsim.api import SHOW_CHANNELS_HEADER
 
 from tests.conftest import wait_for as wait_until  # noqa: E402
+from tests.fsim.esl_client import EslTestClient
 
 pytestmark = pytest.mark.fsim
 

@@ -10,7 +10,8 @@ import pytest
 
 from cti_dialer.fsim import FreeSwitchSimulator, Outcome
 from cti_dialer.fsim.__main__ import apply_script
-from cti_dialer.fsim.client import EslTestClient
+
+from tests.fsim.esl_client import EslTestClient
 
 pytestmark = pytest.mark.fsim
 

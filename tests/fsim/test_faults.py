@@ -5,10 +5,10 @@ import time
 import pytest
 
 from cti_dialer.fsim import FreeSwitchSimulator, Outcome
-from cti_dialer.fsim.client import EslTestClient
 from cti_dialer.fsim.wire import DISCONNECT_NOTICE
 
 from tests.conftest import wait_for as wait_until  # noqa: E402
+from tests.fsim.esl_client import EslTestClient
 
 pytestmark = pytest.mark.fsim
 

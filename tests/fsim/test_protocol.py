@@ -6,10 +6,10 @@ import socket
 import pytest
 
 from cti_dialer.fsim import Outcome
-from cti_dialer.fsim.client import EslTestClient, parse_event_plain
 from cti_dialer.fsim.wire import DISCONNECT_NOTICE
 
 from tests.conftest import wait_for as wait_until  # noqa: E402
+from tests.fsim.esl_client import EslTestClient, parse_event_plain
 
 pytestmark = pytest.mark.fsim
 

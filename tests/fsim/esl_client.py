@@ -1,4 +1,4 @@
-"""A minimal blocking event-socket client for tests and benchmarks.
+"""A minimal blocking event-socket client for the simulator tests.
 
 It reads frames exactly as they come off the wire (no greenswitch in the
 way), so tests can assert on bytes, and it keeps events that arrive while it
