@@ -23,7 +23,7 @@ class DaemonCollector:
 
     def collect(self):
         d = self.daemon
-        calls = d.calls
+        calls = d.tracker
         started = CounterMetricFamily("cti_dialer_calls_started", "Originates written to FreeSWITCH.", labels=["task"])
         answered = CounterMetricFamily("cti_dialer_calls_answered", "Attempts answered.", labels=["task"])
         failed = CounterMetricFamily("cti_dialer_calls_failed", "Attempts not answered, by cause.",
@@ -44,21 +44,21 @@ class DaemonCollector:
         per_line = collections.Counter(c.line for c in list(calls.claims.values()) if c.line)
         line_gauge = GaugeMetricFamily("cti_dialer_line_active_calls", "Calls of this host per line.",
                                        labels=["line"])
-        for line in set(d.lines) | set(per_line):
+        for line in set(d.catalog.lines) | set(per_line):
             line_gauge.add_metric([line], per_line.get(line, 0))
         yield line_gauge
         queue = GaugeMetricFamily("cti_dialer_queue_length", "Numbers waiting in a task's queue (as of the last "
                                   "status refresh).", labels=["task"])
-        for name, length in list(d.queue_lengths.items()):
+        for name, length in list(d.housekeeping.queue_lengths.items()):
             queue.add_metric([name], length)
         yield queue
-        yield GaugeMetricFamily("cti_dialer_redis_up", "1 while Redis is reachable.", value=int(d.redis_ok.is_set()))
+        yield GaugeMetricFamily("cti_dialer_redis_up", "1 while Redis is reachable.", value=int(d.health.redis_ok.is_set()))
         yield GaugeMetricFamily("cti_dialer_esl_up", "1 while logged in to FreeSWITCH.", value=int(d.esl.ready.is_set()))
-        yield CounterMetricFamily("cti_dialer_redis_connects", "Redis (re)connections.", value=d.redis_connects)
+        yield CounterMetricFamily("cti_dialer_redis_connects", "Redis (re)connections.", value=d.health.redis_connects)
         yield CounterMetricFamily("cti_dialer_esl_connects", "FreeSWITCH event socket (re)connections.",
                                   value=d.esl.reconnects)
         yield GaugeMetricFamily("cti_dialer_pending_writes", "Results waiting to be written to Redis.",
-                                value=len(calls.pending_writes) + len(calls.pending_requeues))
+                                value=len(d.writer))
 
 
 def make_registry(daemon):

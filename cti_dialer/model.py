@@ -311,25 +311,6 @@ def parse_scheduled(raw):
     return ScheduledNumber(entry=entry, config=config, expires=float(expires))
 
 
-def no_line_decision(now, expires, delay=60):
-    """What to do with a due schedule member when no line is free (the seed's rule).
-
-    Returns the new score to write it back with, or None to drop it: it is
-    dropped when ``expires`` is 0 or when now + delay is past ``expires``.
-    """
-    if not expires:
-        return None
-    retry_at = now + delay
-    if retry_at > expires:
-        return None
-    return retry_at
-
-
-def is_expired(now, expires):
-    """Past ``expires`` a number is not called; 0 means it never expires."""
-    return bool(expires) and now > expires
-
-
 def parse_line(name, raw):
     name = check_name(name, "line")
     where = "line %r" % name

@@ -6,7 +6,7 @@ takes the clock as an argument.
 import dataclasses
 from typing import Mapping, Optional, Tuple
 
-from .call import Verdict
+from .outcome import Verdict
 
 BUSY = "busy"
 NO_ANSWER = "no_answer"

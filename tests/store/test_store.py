@@ -1,30 +1,12 @@
-"""One contract suite for store.Store, run on fakeredis and on a real redis-server."""
-import fakeredis
+"""Store's domain operations: one contract suite, run on fakeredis and on a real redis-server (conftest)."""
+import time
+
 import orjson
 import pytest
-import redis
 
 from cti_dialer.keys import Keys
-from cti_dialer.store import Candidates, Store
-
-KEYS = Keys("fs1", "test")
-
-
-@pytest.fixture(params=["fakeredis", "redis-server"])
-def store(request):
-    if request.param == "fakeredis":
-        client = fakeredis.FakeRedis()
-        request.applymarker(pytest.mark.unit)
-    else:
-        server = request.getfixturevalue("redis_server")
-        client = redis.Redis.from_url(server.url)
-        client.flushall()
-    yield Store(client, KEYS)
-    client.close()
-
-
-def ids(n, start=0):
-    return ["c%d" % i for i in range(start, start + n)]
+from cti_dialer.store import Candidates
+from tests.store.conftest import KEYS, ids
 
 
 def test_claim_takes_oldest_first_and_records_inflight(store):
@@ -182,6 +164,36 @@ def test_claim_scheduled_outcomes(store):
     assert store.r.zscore(SCHED, "ok") == 90.0
 
 
+# The seed's rule for a due schedule member, where it lives (CLAIM_SCHEDULED).
+# now = 1000, the member is due since 990; "full" means l1's only slot is held.
+@pytest.mark.parametrize("expires, full, delay, reply, score_after, state", [
+    (0, False, 60, ("ok", "l1", 0), None, "claimed"),                 # with a line, never expires
+    (5000, False, 60, ("ok", "l1", 0), None, "claimed"),              # with a line, expires later
+    (1000, False, 60, ("ok", "l1", 0), None, "claimed"),              # at expires: not yet past it
+    (999, False, 60, ("expired", None, None), None, "expired"),       # past expires, line or not
+    (999, True, 60, ("expired", None, None), None, "expired"),
+    (5000, True, 60, ("requeued", 1060.0, None), 1060.0, None),       # no line: back at now + delay
+    (5000, True, 30, ("requeued", 1030.0, None), 1030.0, None),
+    (1060, True, 60, ("requeued", 1060.0, None), 1060.0, None),       # now + delay exactly at expires
+    (0, True, 60, ("dropped", None, None), None, "dropped"),          # no line, expires 0
+    (1059, True, 60, ("dropped", None, None), None, "dropped"),       # no line, now + delay past expires
+])
+def test_claim_scheduled_rule(store, expires, full, delay, reply, score_after, state):
+    store.r.zadd(SCHED, {"m": 990})
+    lease = KEYS.line_lease("l1")
+    if full:
+        store.r.zadd(lease, {"other": 2000})
+    assert store.claim_scheduled([(b"m", "c1", expires, "cfg", Candidates([[("l1", 1)]]))], 1000.0, 60,
+                                 delay=delay) == [reply]
+    assert store.r.zscore(SCHED, "m") == score_after
+    assert {k: v["state"] for k, v in store.inflight().items()} == ({"c1": state} if state else {})
+    holders = {b"other"} if full else set()
+    if reply[0] == "ok":
+        holders.add(b"c1")
+        assert store.r.zscore(lease, "c1") == 1060.0
+    assert set(store.r.zrange(lease, 0, -1)) == holders
+
+
 def test_claim_scheduled_second_claimer_gets_gone(store):
     store.r.zadd(SCHED, {"m": 90})
     cands = Candidates([[("l1", 5)]])
@@ -236,7 +248,7 @@ def test_finish_counts_and_schedules_redial(store):
             (KEYS.retries("t"), 400.0, '{"raw":"1","attempt":2}'))
     assert store.finish([item]) == 1
     assert store.finish([item]) == 0              # retried: nothing counted or scheduled twice
-    assert store.counters("t") == {"failed": 1, "cause:USER_BUSY": 1}
+    assert store.r.hgetall(KEYS.counters("t")) == {b"failed": b"1", b"cause:USER_BUSY": b"1"}
     assert store.r.zrange(KEYS.retries("t"), 0, -1, withscores=True) == [(b'{"raw":"1","attempt":2}', 400.0)]
 
 
@@ -256,7 +268,6 @@ def test_take_over_only_from_a_host_without_heartbeat(store):
 
 
 def test_tasks_with_work_sees_queues_and_due_redials(store):
-    import time
     tasks = [("a", "qa"), ("b", "qb"), ("c", "qc")]
     assert store.tasks_with_work(tasks) == []
     store.r.lpush("qb", "1")

@@ -1,7 +1,7 @@
 import pytest
 
 from cti_dialer import redial
-from cti_dialer.call import Verdict
+from cti_dialer.outcome import Verdict
 
 pytestmark = pytest.mark.unit
 

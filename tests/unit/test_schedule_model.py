@@ -7,22 +7,6 @@ from cti_dialer import model
 pytestmark = pytest.mark.unit
 
 
-@pytest.mark.parametrize("now, expires, expected", [
-    (1000, 0, None),            # expires 0: dropped, as the seed says
-    (1000, 1059, None),         # now+60 past expires: dropped
-    (1000, 1060, 1060),         # exactly at expires: still written back
-    (1000, 5000, 1060),
-])
-def test_no_line_decision(now, expires, expected):
-    assert model.no_line_decision(now, expires) == expected
-
-
-@pytest.mark.parametrize("now, expires, expired", [
-    (1000, 0, False), (1000, 999, True), (1000, 1000, False), (1000, 1001, False)])
-def test_is_expired(now, expires, expired):
-    assert model.is_expired(now, expires) is expired
-
-
 def test_parse_scheduled():
     sn = model.parse_scheduled(json.dumps({"params": {"number": "138", "expires": 1700000000, "config": "c"},
                                            "variables": {"a": "1"}}).encode())

@@ -1,6 +1,6 @@
 import pytest
 
-from cti_dialer.call import Attempt, Verdict, classify, parse_job_body, ROUTE_CAUSES
+from cti_dialer.outcome import Attempt, Verdict, classify, parse_job_body, ROUTE_CAUSES
 
 pytestmark = pytest.mark.unit
 

@@ -1,13 +1,15 @@
-"""Calls.recover against a real redis-server: what a restart does with each in-flight state."""
+"""CallTracker.recover against a real redis-server: what a restart does with each in-flight state."""
 import json
 import time
 
 import pytest
 
 from cti_dialer import settings
-from cti_dialer.calls import Calls
 from cti_dialer.keys import Keys
+from cti_dialer.runtime import Health, Wakeups
 from cti_dialer.store import Store
+from cti_dialer.tracker import CallTracker
+from cti_dialer.writer import ResultWriter
 
 pytestmark = pytest.mark.integration
 KEYS = Keys("fs1", "test")
@@ -21,11 +23,17 @@ class FakeEsl:
         return "true" if command.split()[-1] in self.up else "false"
 
 
+class NoConfig:
+    """A catalog with nothing in it: recovery must not need the configuration."""
+    def source_of(self, claim):
+        return None
+
+
 def make(r, up=()):
     config = settings.load(text="[dialer]\nhost = fs1\ndomain = test\n")
-    return Calls(config=config, host="fs1", store=Store(r, KEYS), esl=FakeEsl(set(up)), stopping=None,
-                 source_of=lambda claim: None, line_of=lambda name: None, candidates=None,
-                 on_freed=lambda owner: None)
+    store = Store(r, KEYS)
+    return CallTracker(config=config, host="fs1", store=store, esl=FakeEsl(set(up)), catalog=NoConfig(),
+                       writer=ResultWriter(store), wakeups=Wakeups(), health=Health())
 
 
 def rec(state, uuid="", raw="1001", kind="queue", queue="queue:t1", **extra):
@@ -52,7 +60,7 @@ def test_every_state_is_settled_and_active_counts_only_followed_calls(r):
     assert calls.active["t1"] == 4 and len(calls.claims) == 4
     assert r.lrange("queue:t1", 0, -1) == [b"3001"]
     assert r.zscore(KEYS.schedule_numbers, '{"params":{"number":"4001","config":"c"}}') == 123.0
-    calls.store.finish(calls.pending_writes)
+    calls.store.finish(calls.writer.results)
     causes = sorted(f[b"cause"].decode() for _, f in r.xrange(KEYS.results))
     assert causes == ["EXPIRED"] + ["UNKNOWN"] * 4
     assert set(r.hkeys(KEYS.inflight)) == {b"up0", b"up1", b"up2", b"up3"}
@@ -62,8 +70,8 @@ def test_sweep_leaves_young_and_pending_records_alone(r):
     r.hset(KEYS.inflight, "young", rec("claimed", claimed_at=time.time()))
     r.hset(KEYS.inflight, "old", rec("claimed", raw="7001"))
     calls = make(r)
-    calls.pending_requeues.append(("old", {}))
+    calls.writer.requeues.append(("old", {}))
     assert calls.recover(Store(r, KEYS).inflight(), older_than=120) == {}
-    calls.pending_requeues.clear()
+    calls.writer.requeues.clear()
     assert calls.recover(Store(r, KEYS).inflight(), older_than=120) == {"requeued": 1}
     assert r.hkeys(KEYS.inflight) == [b"young"]

@@ -1,0 +1,177 @@
+"""The queue dispatcher: claims numbers of every task when it may, and watches idle queues.
+
+One ``loop(now)`` is one pass: it looks at the tasks that were woken (a
+config change, a call ending, a number arriving) or whose next look is due,
+asks ``pacing.plan`` how many calls each may start, claims that many numbers
+(each with its line slot, atomically in Redis) and hands them to the call
+tracker. A task whose queue is empty is *idle*: a blocking ``BLMOVE q q``
+watcher per idle queue (order-preserving, one connection each, up to
+``idle_watchers``) wakes it when a number arrives, and one batched look
+(``Store.tasks_with_work``) covers redials coming due and any idle task
+without a watcher.
+"""
+import datetime
+import logging
+import uuid as uuidlib
+from typing import Dict
+
+import gevent
+import redis
+
+from . import model, pacing, scripts
+from .claim import Claim, HomeType, Kind, redial_state
+from .runtime import REDIS_ERRORS
+
+log = logging.getLogger("cti_dialer")
+
+# Idle tasks that all have a queue watcher need the batched look only for
+# their redials and as a safety net.
+WATCHED_IDLE_POLL = 1.0
+
+
+class QueueDispatcher:
+    def __init__(self, *, config, catalog, tracker, store, watch_store, health, wakeups, tz):
+        self.config = config
+        self.catalog = catalog
+        self.tracker = tracker
+        self.store = store
+        self.watch_store = watch_store          # blocked BLMOVEs hold their connection: a pool of their own
+        self.health = health
+        self.wakeups = wakeups
+        self.tz = tz
+        self.next_look: Dict[str, float] = {}
+        self.idle: Dict[str, str] = {}          # task -> queue, for tasks whose last claim found nothing
+        self.watchers: Dict[str, gevent.Greenlet] = {}
+        self.blocking_ok = True                 # False once the server refused BLMOVE (Redis < 6.2)
+        self._next_idle_poll = 0.0
+        self._next_full_look = 0.0
+
+    # --- component --------------------------------------------------------------
+
+    def initialize(self):
+        pass
+
+    def loop(self, now: float) -> float:
+        """One pass over the tasks that are due; returns the seconds until the next is."""
+        every, woken = self.wakeups.take_tasks()
+        tasks = self.catalog.tasks
+        for name in [n for n in self.next_look if n not in tasks]:
+            # Deleted or broken: stop claiming; calls already up finish on their own.
+            del self.next_look[name]
+            self.idle.pop(name, None)
+        if self.idle and now >= self._next_idle_poll and self.health.redis_ok.is_set():
+            woken |= self._look_at_idle_queues(now)
+        for name, task in list(tasks.items()):
+            if every or name in woken or self.next_look.get(name, 0.0) <= now:
+                self.idle.pop(name, None)
+                self.next_look[name] = now + self.dispatch(task, now)
+        soonest = min(self.next_look.values(), default=now + pacing.IDLE_SAFETY_NET)
+        if self.idle:
+            soonest = min(soonest, self._next_idle_poll)
+        return max(0.0, soonest - now)
+
+    def shutdown(self):
+        for watcher in list(self.watchers.values()):
+            watcher.kill(block=False)
+
+    # --- one task ------------------------------------------------------------------
+
+    def dispatch(self, task: model.Task, now: float) -> float:
+        """Start what the task may start now; returns the seconds until its next look."""
+        state, _ = self.catalog.task_state(task.name, datetime.datetime.fromtimestamp(now, self.tz))
+        candidates = self.catalog.candidates(task)
+        step = pacing.plan(connected=self.health.connected, state=state, limit=task.limit,
+                           active=self.tracker.active[task.name], line_capacity=_capacity(candidates),
+                           throttled_for=self.tracker.throttled_for(now), batch=self.config.dialer_claim_batch)
+        if not step.start:
+            return step.look_again
+        ids = [str(uuidlib.uuid4()) for _ in range(step.start)]
+        try:
+            status, items = self.store.claim_numbers(task.number_queue, task.name, candidates, ids, now,
+                                                     self.config.dialer_line_lease_ttl)
+        except REDIS_ERRORS as exc:
+            log.warning("claim for task %r failed: %s", task.name, exc)
+            return pacing.BLOCKED_WAIT
+        claims = []
+        for cid, raw, line, group, origin in items:
+            claim = Claim(claim_id=cid, kind=Kind.QUEUE, source_name=task.name, home_key=task.number_queue,
+                          raw=raw, entry=None, line=line, group=group, claimed_at=now)
+            if origin == HomeType.SORTED_SET.value:
+                # A due redial: it goes back to the redial set if it cannot be sent.
+                claim.home_key, claim.home_type, claim.home_raw, claim.score = \
+                    self.store.keys.retries(task.name), HomeType.SORTED_SET, raw, now
+                try:
+                    claim.raw, claim.attempt_no, claim.done = redial_state(Kind.QUEUE, HomeType.SORTED_SET, raw)
+                except model.ModelError as exc:
+                    self.tracker.reject(claim, str(exc))
+                    continue
+            claims.append(claim)
+        self.tracker.start(task, claims)
+        if status == scripts.NO_LINE:
+            self.wakeups.line_starved.add(task.name)
+        elif status == scripts.EMPTY:
+            self.idle[task.name] = task.number_queue
+            self._watch_queue(task.name, task.number_queue)
+            # It just found its queue empty: the next batched look can wait one interval.
+            self._next_idle_poll = max(self._next_idle_poll, now + self.config.dialer_idle_poll_interval)
+        return pacing.after_claim(status)
+
+    # --- idle tasks ----------------------------------------------------------------
+
+    def _look_at_idle_queues(self, now):
+        """One round trip: which idle tasks have a number or a due redial now.
+
+        Tasks without a queue watcher are looked at every ``idle_poll_interval``;
+        all idle tasks (watched ones for their redials) once a second.
+        """
+        if now >= self._next_full_look:
+            self._next_full_look = now + WATCHED_IDLE_POLL
+            idle = list(self.idle.items())
+        else:
+            idle = [(name, queue) for name, queue in self.idle.items() if name not in self.watchers]
+        unwatched = any(name not in self.watchers for name in self.idle)
+        self._next_idle_poll = min(self._next_full_look,
+                                   now + self.config.dialer_idle_poll_interval) if unwatched else self._next_full_look
+        if not idle:
+            return set()
+        try:
+            ready = self.store.tasks_with_work(idle)
+        except REDIS_ERRORS as exc:
+            log.debug("idle look: %s", exc)
+            return set()
+        return {idle[index][0] for index in ready}
+
+    def _watch_queue(self, name, queue):
+        """Block on an idle task's queue (one connection each, up to ``idle_watchers``)."""
+        watcher = self.watchers.get(name)
+        if watcher is not None and not watcher.dead:
+            return
+        if not self.blocking_ok or len(self.watchers) >= self.config.dialer_idle_watchers:
+            return
+        self.watchers[name] = gevent.spawn(self._queue_watcher, name, queue)
+
+    def _queue_watcher(self, name, queue):
+        # Below redis-py's socket timeout, so a quiet queue never looks like a dead server.
+        timeout = max(0.1, min(4.0, self.config.redis_socket_timeout - 1.0))
+        try:
+            while self.idle.get(name) == queue and not self.health.stopping.is_set():
+                try:
+                    arrived = self.watch_store.wait_for_number(queue, timeout)
+                except redis.ResponseError as exc:
+                    log.info("Redis refused BLMOVE (%s): idle queues are polled instead", exc)
+                    self.blocking_ok = False
+                    return
+                except REDIS_ERRORS:
+                    return          # the batched look covers the task meanwhile
+                if arrived and self.idle.get(name) == queue:
+                    self.idle.pop(name, None)
+                    self.wakeups.task(name)
+                    return
+        finally:
+            if self.watchers.get(name) is gevent.getcurrent():
+                del self.watchers[name]
+
+
+def _capacity(candidates) -> int:
+    """Summed limits of the candidate lines (across hosts; the claim script finds the free ones)."""
+    return sum(limit for group in candidates.groups for _, limit in group)

@@ -1,0 +1,131 @@
+"""Housekeeping: heartbeat, line leases, status, and settling what nobody follows.
+
+One ``loop(now)`` every ``HEARTBEAT_INTERVAL``: say this host is alive,
+push the leases of its live calls forward, write its status, and now and
+then sweep in-flight records stranded by a lost Redis reply, take over the
+numbers of hosts whose heartbeat stopped, and ask the switch about calls
+whose events may have been missed.
+"""
+import datetime
+import logging
+import os
+import time
+
+from . import __version__, messages
+from .esl import EslError
+from .runtime import REDIS_ERRORS
+from .tracker import STRANDED_AFTER
+
+log = logging.getLogger("cti_dialer")
+
+# How often in-flight records nobody follows are looked for.
+SWEEP_INTERVAL = 60.0
+# Housekeeping runs this often; a heartbeat lives for takeover_after but never
+# less than three of these, so a live host can never look gone between two.
+HEARTBEAT_INTERVAL = 2.0
+# Calls silent for this long (or job_timeout, if shorter) are asked about.
+RECONCILE_INTERVAL = 30.0
+
+
+class Housekeeping:
+    def __init__(self, *, config, store, catalog, tracker, writer, health, esl, tz):
+        self.config = config
+        self.store = store
+        self.catalog = catalog
+        self.tracker = tracker
+        self.writer = writer
+        self.health = health
+        self.esl = esl
+        self.tz = tz
+        self.started_at = time.time()
+        self.queue_lengths = {}
+        self._status_tasks = set()
+        self._last_sweep = self._last_reconcile = 0.0
+
+    def heartbeat_ttl(self):
+        return max(self.config.dialer_takeover_after, 3 * HEARTBEAT_INTERVAL)
+
+    # --- component --------------------------------------------------------------
+
+    def initialize(self):
+        self._last_sweep = self._last_reconcile = time.time()
+
+    def loop(self, now: float) -> float:
+        try:
+            if self.health.redis_ok.is_set():
+                self.store.heartbeat(self.heartbeat_ttl())
+                self.tracker.renew_leases(now)
+                self.write_status(now)
+                if now - self._last_sweep >= min(SWEEP_INTERVAL, self.config.dialer_takeover_after) \
+                        and self.esl.ready.is_set():
+                    self._last_sweep = now
+                    counts = self.tracker.recover(self.store.inflight(), older_than=STRANDED_AFTER)
+                    if counts:
+                        log.warning("settled stranded in-flight records: %s", dict(counts))
+                    self.take_over_gone_hosts()
+        except (EslError, *REDIS_ERRORS) as exc:
+            log.warning("housekeeping: %s", exc)
+        if self.esl.ready.is_set() and now - self._last_reconcile >= min(RECONCILE_INTERVAL,
+                                                                         self.config.dialer_job_timeout):
+            self._last_reconcile = now
+            self.tracker.reconcile(older_than=self.config.dialer_job_timeout)
+        return HEARTBEAT_INTERVAL
+
+    def shutdown(self):
+        try:
+            self.store.write_status({"state": "stopped", "heartbeat": time.time()}, {})
+        except REDIS_ERRORS:
+            pass
+
+    # --- parts ------------------------------------------------------------------------
+
+    def take_over_gone_hosts(self):
+        """Settle the in-flight numbers of hosts whose heartbeat stopped ``takeover_after`` ago."""
+        for host in self.store.gone_hosts():
+            moved = self.store.take_over(host)
+            if not moved:
+                continue
+            counts = self.tracker.recover({cid: rec for cid, rec in self.store.inflight().items() if cid in moved})
+            log.warning("host %s has no heartbeat for %ss: took over %d in-flight number(s): %s",
+                        host, int(self.heartbeat_ttl()), len(moved), dict(counts))
+
+    def write_status(self, now):
+        """This host's heartbeat and, per task, its state and what is waiting for it."""
+        catalog, tracker = self.catalog, self.tracker
+        dt = datetime.datetime.fromtimestamp(now, self.tz)
+        names = sorted(set(catalog.tasks) | set(catalog.task_errors))
+        sizes = self.store.queue_sizes([(name, catalog.tasks[name].number_queue if name in catalog.tasks else None)
+                                        for name in names])
+        self.queue_lengths = {name: sizes[name][0] for name in names if name in catalog.tasks}
+        tasks = {}
+        for name in names:
+            state, reason = catalog.task_state(name, dt)
+            task = catalog.tasks.get(name)
+            counters = tracker.stats.get(name, {})
+            queued, redials = sizes[name]
+            tasks[name] = messages.encode_task_status(messages.TaskStatus(
+                state=state, reason=reason, active=tracker.active[name],
+                limit=task.limit if task else 0, queue=task.number_queue if task else "",
+                queued=queued if task else 0, redials_pending=redials,
+                dialed=counters.get("dialed", 0), answered=counters.get("answered", 0),
+                failed=counters.get("failed", 0), rejected=counters.get("rejected", 0),
+                last_error=catalog.task_errors.get(name) or tracker.last_error.get(name, ""),
+                counters=self.store.keys.counters(name), updated=now))
+        removed = [n for n in self._status_tasks if n not in tasks]
+        self._status_tasks = set(tasks)
+        self.store.write_status(messages.encode_host_status(messages.HostStatus(
+            host=self.store.keys.host, pid=os.getpid(), version=__version__,
+            started_at=self.started_at, heartbeat=now,
+            state="draining" if self.health.stopping.is_set() else "running",
+            esl="connected" if self.esl.ready.is_set() else "disconnected",
+            active_calls=len(tracker.claims), pending_writes=len(self.writer.results),
+            tracked_claims=len(tracker.claims), tracked_uuids=len(tracker.by_uuid),
+            rss_kb=rss_kb())), tasks, removed)
+
+
+def rss_kb():
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+    except (OSError, ValueError, IndexError):
+        return 0

@@ -1,0 +1,102 @@
+"""The schedule dialer: dials due members of the schedule sorted set.
+
+One ``loop(now)`` claims one batch of due members (score <= now): each one
+atomically with a line slot, or under the seed's rule (expired: not called;
+no free line: written back a minute later, or dropped when it has no
+``expires`` or would expire first). The rule lives in the claim script
+(``scripts.CLAIM_SCHEDULED``), where it is atomic across daemons. A poll
+costs O(log N) in the set's size.
+"""
+import datetime
+import logging
+import uuid as uuidlib
+
+from . import model, outcome
+from .claim import Claim, HomeType, Kind, redial_state
+from .lifecycle import ClaimState
+from .outcome import Verdict
+
+log = logging.getLogger("cti_dialer")
+
+
+class ScheduleDialer:
+    def __init__(self, *, config, catalog, tracker, store, health, tz):
+        self.config = config
+        self.catalog = catalog
+        self.tracker = tracker
+        self.store = store
+        self.health = health
+        self.tz = tz
+
+    def initialize(self):
+        pass
+
+    def loop(self, now: float) -> float:
+        """Claim and dial one batch of due members; returns 0 when more may be due."""
+        if not self.health.connected or self.tracker.throttled_for(now):
+            return self.config.dialer_schedule_poll_interval
+        return 0.0 if self.dial_due(now) else self.config.dialer_schedule_poll_interval
+
+    def shutdown(self):
+        pass
+
+    def dial_due(self, now: float) -> bool:
+        """One batch; True when it was full (more may be due)."""
+        batch = self.config.dialer_claim_batch
+        members = self.store.due_members(now, batch)
+        if not members:
+            return False
+        items, parsed = [], {}
+        for member, score in members:
+            claim_id = str(uuidlib.uuid4())
+            try:
+                scheduled = model.parse_scheduled(member)
+            except model.ModelError as exc:
+                self._reject(member, score, claim_id, "", str(exc), now)
+                continue
+            problem = self.catalog.schedule_config_problem(scheduled.config)
+            if problem:
+                self._reject(member, score, claim_id, scheduled.config, problem, now)
+                continue
+            config = self.catalog.schedule_configs[scheduled.config]
+            items.append((member, claim_id, scheduled.expires, config.name, self.catalog.candidates(config)))
+            parsed[claim_id] = (scheduled, score, config)
+        replies = self.store.claim_scheduled(items, now, self.config.dialer_line_lease_ttl,
+                                             self.config.dialer_schedule_retry_delay) if items else []
+        by_config = {}
+        for (member, claim_id, _, _, _), (status, line_name, group) in zip(items, replies):
+            scheduled, score, config = parsed[claim_id]
+            claim = Claim(claim_id=claim_id, kind=Kind.SCHEDULE, source_name=config.name,
+                          home_key=self.store.keys.schedule_numbers, raw=member, entry=scheduled.entry,
+                          line=line_name if status == "ok" else None, group=group or 0, claimed_at=now,
+                          score=score, expires=scheduled.expires, home_type=HomeType.SORTED_SET)
+            _, claim.attempt_no, claim.done = redial_state(Kind.SCHEDULE, HomeType.SORTED_SET, member)
+            if status == "ok":
+                by_config.setdefault(config.name, (config, []))[1].append(claim)
+            elif status == "expired":
+                log.info("schedule member %s (config %r) expired at %s: not called",
+                         scheduled.entry.number, config.name, scheduled.expires)
+                claim.state = ClaimState.EXPIRED
+                self.tracker.finish(claim, outcome.CAUSE_EXPIRED, Verdict.DROPPED, tracked=False)
+            elif status == "dropped":
+                log.info("schedule member %s (config %r): no line available and %s: dropped",
+                         scheduled.entry.number, config.name,
+                         "expires is 0" if not scheduled.expires else "expires is too close")
+                claim.state = ClaimState.DROPPED
+                self.tracker.finish(claim, outcome.CAUSE_NO_LINE, Verdict.DROPPED, tracked=False)
+            elif status == "requeued":
+                log.info("schedule member %s (config %r): no line available, written back for %s",
+                         scheduled.entry.number, config.name,
+                         datetime.datetime.fromtimestamp(line_name, self.tz).isoformat(timespec="seconds"))
+                self.tracker.note(claim.owner, "requeued")
+        for config, claims in by_config.values():
+            self.tracker.start(config, claims)
+        return len(members) == batch
+
+    def _reject(self, member, score, claim_id, config_name, reason, now):
+        if not self.store.take_rejected(member, claim_id, now, reason, config_name):
+            return      # another daemon took it first
+        claim = Claim(claim_id=claim_id, kind=Kind.SCHEDULE, source_name=config_name,
+                      home_key=self.store.keys.schedule_numbers, raw=member, entry=None, line=None, group=0,
+                      claimed_at=now, score=score, home_type=HomeType.SORTED_SET, state=ClaimState.REJECTED)
+        self.tracker.reject(claim, reason)

@@ -1,0 +1,103 @@
+"""Writes that end claims (results, requeues), in batches that survive a Redis outage.
+
+The call tracker decides; this component carries the decision to Redis. A
+write that fails on a connection problem stays queued here, in order, until
+Redis is back: the claim's in-flight record is still in Redis meanwhile, so a
+crash loses nothing either (recovery settles the record at the next start).
+"""
+import logging
+import time
+from typing import Dict, List, Optional, Tuple
+
+import gevent
+import gevent.event
+import redis
+
+from .runtime import RETRYABLE
+
+log = logging.getLogger("cti_dialer")
+
+# Results per FINISH script call: large enough to amortise the round trip,
+# small enough that one call never holds Redis for long.
+BATCH = 500
+
+
+class ResultWriter:
+    def __init__(self, store):
+        self.store = store
+        self.results: List[Tuple] = []         # store.finish items
+        self.requeues: List[Tuple[str, Dict]] = []   # (claim id, in-flight record)
+        self.wake = gevent.event.Event()
+        self._retry_delay = 0.2
+        self._not_before = 0.0      # after a failed write: no retry before this, whatever wakes us
+
+    def finish(self, claim_id: str, line: Optional[str], result: Dict, rejected: Optional[Dict],
+               counters=None, retry=None):
+        """Queue one claim's end (see Store.finish for the item's parts)."""
+        self.results.append((claim_id, line, result, rejected, counters, retry))
+        self.wake.set()
+
+    def requeue(self, claim_id: str, record: Dict):
+        """Queue putting a never-dialed number back where it came from."""
+        self.requeues.append((claim_id, record))
+        self.wake.set()
+
+    def pending_ids(self):
+        """Claim ids whose write is still queued here."""
+        return {item[0] for item in self.results} | {item[0] for item in self.requeues}
+
+    def __len__(self):
+        return len(self.results) + len(self.requeues)
+
+    # --- component ---------------------------------------------------------------
+
+    def initialize(self):
+        pass
+
+    def loop(self, now: float) -> float:
+        """Write everything queued; returns how long to wait (longer while Redis is away)."""
+        if now < self._not_before:
+            return self._not_before - now
+        while self.requeues or self.results:
+            try:
+                self._write_some()
+            except RETRYABLE as exc:
+                log.warning("cannot write %d result(s) and %d requeue(s) yet (%s); keeping them",
+                            len(self.results), len(self.requeues), exc)
+                self._not_before = now + self._retry_delay
+                self._retry_delay = min(self._retry_delay * 2, 5.0)
+                return self._not_before - now
+            self._retry_delay = 0.2
+        return 1.0
+
+    def shutdown(self):
+        pass
+
+    def _write_some(self):
+        if self.requeues:
+            claim_id, rec = self.requeues[0]
+            try:
+                self.store.requeue(claim_id, rec)
+            except redis.ResponseError as exc:
+                log.error("cannot requeue %s (%s); its record stays in-flight for recovery: %s", claim_id, exc, rec)
+            self.requeues.pop(0)
+            return
+        batch = self.results[:BATCH]
+        try:
+            self.store.finish(batch)
+        except redis.ResponseError:
+            # One bad item must not block every result behind it.
+            for item in batch:
+                try:
+                    self.store.finish([item])
+                except redis.ResponseError as exc:
+                    log.error("cannot write result for %s (%s); result: %s", item[0], exc, item[2])
+        del self.results[:len(batch)]
+
+    def drain(self, deadline: float) -> bool:
+        """Write what is queued before exit (the loop's greenlet has stopped); True when all went out."""
+        while len(self) and time.time() < deadline:
+            wait = self.loop(time.time())
+            if len(self):
+                gevent.sleep(min(wait, max(0.0, deadline - time.time())))
+        return not len(self)

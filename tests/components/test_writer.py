@@ -1,0 +1,34 @@
+"""ResultWriter.loop(now): results written in order; kept, in order, while Redis is away."""
+from cti_dialer.writer import ResultWriter
+
+from .conftest import NOW
+
+
+def test_results_wait_out_an_outage_and_go_in_order(world):
+    writer = ResultWriter(world.store)
+    for i in range(3):
+        world.r.hset(world.keys.inflight, "c%d" % i, "{}")
+        writer.finish("c%d" % i, None, {"number": str(i)}, None)
+    world.server.connected = False
+    first = writer.loop(NOW)
+    assert first > 0 and len(writer) == 3
+    assert writer.loop(NOW) == first             # no retry storm: the back-off holds whatever wakes it
+    assert writer.loop(NOW + first) == 2 * first
+    world.server.connected = True
+    assert writer.loop(NOW + 10) == 1.0
+    assert len(writer) == 0
+    assert [r["number"] for r in world.results()] == ["0", "1", "2"]
+    assert world.r.hlen(world.keys.inflight) == 0
+
+
+def test_a_requeue_goes_back_first_in_line_once(world):
+    writer = ResultWriter(world.store)
+    record = {"kind": "queue", "task": "t1", "queue": "q:t1", "back": "list", "raw": "1001", "line": "",
+              "state": "claimed", "seen": None}
+    world.r.rpush("q:t1", "2001")
+    world.r.hset(world.keys.inflight, "c1", "{}")
+    writer.requeue("c1", record)
+    writer.requeue("c1", record)                 # a retry after a lost reply
+    writer.loop(NOW)
+    assert world.r.lrange("q:t1", 0, -1) == [b"2001", b"1001"]
+    assert writer.pending_ids() == set()
