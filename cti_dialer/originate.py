@@ -8,6 +8,38 @@ the command's shape raises :class:`UnsafeValue` instead of being sent.
 The single on-purpose escape is ``\\,`` for commas inside variable values,
 which FreeSWITCH unescapes, so codec lists such as ``pcma,pcmu`` arrive
 intact.
+
+How FreeSWITCH reads ``originate <dial string> <exten> <dialplan> <context>``
+(signalwire/freeswitch), which is why the whitelists look the way they do:
+
+- ``mod_commands.c`` ``originate_function()`` splits the line at spaces with
+  ``switch_separate_string()`` (``switch_utils.c``), which honours ``'...'``
+  quotes and backslash escapes, and takes any argument equal to ``undef``
+  (any case) as omitted.
+- ``switch_ivr_originate.c`` ``switch_ivr_originate()`` first looks for
+  ``:_:`` (``SWITCH_ENT_ORIGINATE_DELIM``) anywhere in the dial string with
+  ``strstr()``; if found, ``switch_ivr_enterprise_originate()`` cuts the
+  whole string there with ``switch_separate_string_string()``, which knows
+  no braces, quotes or escapes, and dials each piece.  Nothing can protect
+  ``:_:``, so it is refused in every piece of the command.  No other
+  separator has that power: ``|`` (one after the other) and ``,`` (at the
+  same time) split only what is left once the leading ``<...>`` and
+  ``{...}`` blocks are parsed, and ``[...]`` opens a block only at the start
+  of a leg.
+- The ``{...}`` block goes through ``switch_event_create_brackets()``
+  (``switch_event.c``): ``switch_separate_string()`` on ``,``, where a
+  backslash keeps the next character from splitting and
+  ``cleanup_separated_string()`` turns ``\\,`` back into ``,``; then each
+  pair splits at its first ``=``.  A ``|`` inside a ``{...}`` value splits
+  nothing (the ``|`` split runs on what follows the block), but it is
+  refused all the same, as a separator everywhere else in a dial string.
+  A leading ``^^X`` changes the separator to ``X``, hence no ``^``.
+- Each variable is then set by ``switch_channel_set_variable_var_check()``
+  (``switch_channel.c``), which drops any value containing ``${`` with a
+  CRIT "contains a variable" log, whichever layer it came from.  It is
+  refused here so that it is reported rather than lost.  (The check is off
+  when ``origination_nested_vars=true`` appears anywhere in the dial
+  string; with ``${`` refused everywhere that changes nothing.)
 """
 
 from __future__ import annotations
@@ -47,6 +79,15 @@ _UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]
 # Characters with a meaning in originate syntax or the ESL framing.  The
 # comma is not here: it is escaped rather than refused.
 _FORBIDDEN_IN_VALUE = frozenset(" {}[]<>|&'\"^\\")
+# Refused wherever they appear, whatever surrounds them (see the module
+# docstring for where FreeSWITCH acts on them).
+_ENTERPRISE_SEPARATOR = (
+    ":_:", "FreeSWITCH's enterprise-originate separator: the switch would cut the "
+    "whole dial string there and dial what follows")
+_VARIABLE_REFERENCE = (
+    "${", "FreeSWITCH refuses to set a variable whose value holds a ${...} "
+    "reference and would silently drop it")
+_UNDEF = "undef"
 MAX_VALUE_LENGTH = 1024
 _REPR_LIMIT = 80
 
@@ -102,6 +143,7 @@ class _Rule:
         # A str subclass could override formatting; keep only the characters.
         value = str.__str__(value)
         if self.whole.fullmatch(value):
+            _refuse_sequences(self.what, value, _ENTERPRISE_SEPARATOR)
             return value
         if not value:
             raise UnsafeValue(f"{self.what} {_show(value)}: is empty")
@@ -121,6 +163,12 @@ _extension = _Rule("extension", _EXTENSION_CHARS, 1, 128, allow_int=True)
 _dialplan = _Rule("dialplan", _DIALPLAN_CHARS, 1, 64)
 _context = _Rule("context", _CONTEXT_CHARS, 1, 128)
 _api_command = _Rule("api command", _API_COMMAND_CHARS, 1, 64)
+
+
+def _refuse_sequences(what: str, text: str, *sequences: Tuple[str, str]) -> None:
+    for sequence, why in sequences:
+        if sequence in text:
+            raise UnsafeValue(f"{what} {_show(text)}: contains {sequence!r} ({why})")
 
 
 def check_number(number: Any) -> str:
@@ -143,7 +191,13 @@ def check_prefix(prefix: Any) -> str:
 
 
 def check_destination(extension: Any, dialplan: Any, context: Any) -> Tuple[str, str, str]:
-    return _extension(extension), _dialplan(dialplan), _context(context)
+    checked = (_extension(extension), _dialplan(dialplan), _context(context))
+    for rule, value in zip((_extension, _dialplan, _context), checked):
+        if value.lower() == _UNDEF:
+            raise UnsafeValue(
+                f"{rule.what} {_show(value)}: FreeSWITCH's originate command takes "
+                f"{_UNDEF!r} for a missing argument")
+    return checked
 
 
 def _value_text(name: str, value: Any) -> str:
@@ -168,18 +222,18 @@ def format_value(name: str, value: Any) -> str:
     """The text of one ``{name=value}`` channel variable value, commas escaped."""
     name = check_var_name(name)
     text = _value_text(name, value)
+    what = f"variable {name!r} value"
     if len(text) > MAX_VALUE_LENGTH:
-        raise UnsafeValue(
-            f"variable {name!r} value {_show(text)}: longer than "
-            f"{MAX_VALUE_LENGTH} characters")
+        raise UnsafeValue(f"{what} {_show(text)}: longer than {MAX_VALUE_LENGTH} characters")
+    # Before the character loop, which would only name the '{'.
+    _refuse_sequences(what, text, _ENTERPRISE_SEPARATOR, _VARIABLE_REFERENCE)
     for char in text:
         code = ord(char)
         # C1 controls and lone surrogates are refused too: the former include
         # NEL, the latter cannot be encoded to UTF-8 for the socket.
         if (char in _FORBIDDEN_IN_VALUE or code < 0x20 or 0x7F <= code <= 0x9F
                 or 0xD800 <= code <= 0xDFFF):
-            raise UnsafeValue(
-                f"variable {name!r} value {_show(text)}: contains {_describe(char)}")
+            raise UnsafeValue(f"{what} {_show(text)}: contains {_describe(char)}")
     return text.replace(",", "\\,")
 
 
@@ -193,6 +247,8 @@ def build_originate(variables: Mapping[str, Any], gateway: str, prefix: str,
     pairs = [f"{check_var_name(name)}={format_value(name, value)}"
              for name, value in variables.items()]
     dial = check_gateway(gateway) + check_prefix(prefix) + check_number(number)
+    # Each piece was checked alone; the separator could also straddle two.
+    _refuse_sequences("dial string", dial, _ENTERPRISE_SEPARATOR)
     extension, dialplan, context = check_destination(extension, dialplan, context)
     head = "{" + ",".join(pairs) + "}" if pairs else ""
     return f"originate {head}{dial} {extension} {dialplan} {context}"

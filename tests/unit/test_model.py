@@ -209,6 +209,29 @@ def test_hook_variables_refused_from_number_entries(name):
     assert "not allowed from a number entry" in str(err.value)
 
 
+def test_enterprise_separator_refused_from_number_entries():
+    raw = json.dumps({"params": {"number": "2010"}, "variables": {"x_num": "a:_:loopback/1999"}})
+    with pytest.raises(model.ModelError) as err:
+        model.parse_number(raw)
+    assert str(err.value).startswith("number entry variables: variable 'x_num' value 'a:_:loopback/1999': "
+                                     "contains ':_:'")
+
+
+def test_variable_references_refused_from_every_layer():
+    # The switch drops them whatever the layer (switch_channel_set_variable_var_check).
+    with pytest.raises(model.ModelError) as err:
+        model.merge_task("t", task_json(BASE, {"api_hangup_hook": "curl http://x/${uuid}"}), None, TZ)
+    assert "task 't' (@template) variables: variable 'api_hangup_hook' value" in str(err.value)
+    assert "contains '${'" in str(err.value)
+    with pytest.raises(model.ModelError, match="contains '\\$\\{'"):
+        model.parse_number(json.dumps({"params": {"number": "1"}, "variables": {"x": "${uuid}"}}))
+
+
+def test_undef_destination_refused():
+    with pytest.raises(model.ModelError, match="takes 'undef' for a missing argument"):
+        model.merge_task("t", task_json(dict(BASE, destination_context="undef")), None, TZ)
+
+
 def test_hook_variables_allowed_in_tasks():
     task = model.merge_task("t", task_json(BASE, {"execute_on_answer": "record_session"}), None, TZ)
     assert dict(task.template_variables) == {"execute_on_answer": "record_session"}
