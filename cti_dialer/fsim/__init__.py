@@ -7,6 +7,16 @@
     sim.originates(), sim.commands()      # what the client asked for
     sim.stop_thread()
 
+    sim.shutdown(); sim.restart()         # a graceful stop, then a fresh switch on the same port
+
+It behaves like the real FreeSWITCH 1.11 captured in shared/freeswitch-captures
+(tests/fsim/test_real_switch.py replays one of those sessions against it):
+switch times in 20 ms steps behind the wall clock, a failed call's job result
+and hangup in either order (``seed`` makes runs repeatable), two legs for
+``loopback/``, the core's per-tick sessions-per-second window, ``:_:`` and
+``${`` in dial strings, ``originate_retries``. Each of those is described
+where it lives: ``switch``, ``clock``, ``events``, ``originate``.
+
 ``python -m cti_dialer.fsim --help`` runs it as a process.
 """
 from .outcome import Outcome

@@ -1,4 +1,4 @@
-"""``python -m cti_dialer.fsim``: run the simulator until SIGTERM or SIGINT."""
+"""``python -m cti_dialer.fsim``: run the simulator until SIGTERM, SIGINT or ``api shutdown``."""
 import argparse
 import json
 import logging
@@ -50,6 +50,10 @@ def _parse_args(argv: Optional[List[str]]):
     parser.add_argument("--password", default="ClueCon")
     parser.add_argument("--script", help="JSON file with outcomes and throttles")
     parser.add_argument("--gateways", help="comma-separated known gateway names (others are INVALID_GATEWAY)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of every random choice the switch makes (event order, tick phase)")
+    parser.add_argument("--shutdown-grace-ms", type=int, default=500,
+                        help="how long a stopping switch still takes originates before it disconnects")
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)
 
@@ -61,7 +65,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     gateways = None
     if args.gateways is not None:
         gateways = [g.strip() for g in args.gateways.split(",") if g.strip()]
-    sim = FreeSwitchSimulator(host=args.host, port=args.port, password=args.password, gateways=gateways)
+    sim = FreeSwitchSimulator(host=args.host, port=args.port, password=args.password, gateways=gateways,
+                              seed=args.seed, shutdown_grace_ms=args.shutdown_grace_ms)
     if args.script:
         try:
             with open(args.script, encoding="utf-8") as fh:
@@ -75,6 +80,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         log.error("cannot listen on %s:%s: %s", args.host, args.port, exc)
         return 1
     stop = gevent.event.Event()
+    # Like FreeSWITCH, the process ends once told to shut down (api shutdown / fsctl shutdown).
+    sim.on_down = stop.set
     handlers = [gevent.signal_handler(sig, stop.set) for sig in (signal.SIGTERM, signal.SIGINT)]
     print("fsim listening on %s:%s" % (args.host, sim.port), flush=True)
     try:

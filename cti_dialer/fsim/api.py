@@ -1,10 +1,10 @@
 """The API commands the simulator knows, answering as FreeSWITCH's mod_commands does."""
 import time
-from typing import Optional
+from typing import Callable, Optional
 
 from .events import Q850, caller_id, local_stamp
 from .originate import separate_string
-from .switch import Channel, Job, Switch
+from .switch import DEFAULT_MAX_SESSIONS, DEFAULT_SPS, Channel, Job, Switch
 
 VERSION = "1.10.12-release+fsim 64bit"
 
@@ -22,6 +22,20 @@ SHOW_USAGE = ("-USAGE: codec|endpoint|application|api|dialplan|file|timer|calls 
 
 _CAUSE_BY_CODE = {v: k for k, v in Q850.items()}
 
+CTL_SYNTAX = ("[recover|send_sighup|hupall|pause [inbound|outbound]|resume [inbound|outbound]|"
+              "shutdown [cancel|elegant|asap|now|restart]|sps|sync_clock|sync_clock_when_idle|reclaim_mem|"
+              "max_sessions|min_dtmf_duration [num]|max_dtmf_duration [num]|default_dtmf_duration [num]|"
+              "min_idle_cpu|loglevel [level]|debug_level [level]]")
+
+
+def _atoi(text: str) -> int:
+    digits = len(text) - len(text.lstrip("0123456789"))
+    return int(text[:digits]) if digits else 0
+
+
+def _plural(n: int, word: str) -> str:
+    return "%d %s%s" % (n, word, "" if n == 1 else "s")
+
 
 def cause_from_arg(text: Optional[str], default: str) -> str:
     """A hangup cause given by name or Q.850 code; anything unusable means ``default``."""
@@ -36,8 +50,9 @@ def cause_from_arg(text: Optional[str], default: str) -> str:
 
 
 class ApiCommands:
-    def __init__(self, switch: Switch):
+    def __init__(self, switch: Switch, shutdown: Callable[[], None]):
         self._switch = switch
+        self._shutdown = shutdown    # stops the switch once the reply is on its way
 
     def run(self, job: Job, conn_id: int, raw: str) -> Optional[str]:
         """The command's output, or None when the switch delivers it later."""
@@ -58,6 +73,11 @@ class ApiCommands:
             cause = cause_from_arg(argv[0] if argv else None, "MANAGER_REQUEST")
             self._switch.hangup_all(cause)
             return "+OK hangup all channels with cause %s\n" % cause
+        if lname == "shutdown":
+            self._shutdown()
+            return "+OK\n"
+        if lname == "fsctl":
+            return self._fsctl(arg)
         if lname == "version":
             return "FreeSWITCH Version %s (fsim)\n" % VERSION
         if lname == "hostname":
@@ -74,6 +94,38 @@ class ApiCommands:
         self._switch.hangup(ch, cause_from_arg(argv[1] if len(argv) > 1 else None, "NORMAL_CLEARING"))
         return "+OK\n"
 
+    def _fsctl(self, arg: Optional[str]) -> str:
+        switch = self._switch
+        argv = separate_string(arg or "", " ")
+        if not argv:
+            return "-USAGE: %s\n" % CTL_SYNTAX
+        sub = argv[0].lower()
+        value = _atoi(argv[1]) if len(argv) > 1 else 0
+        if sub == "shutdown":
+            if "cancel" not in (a.lower() for a in argv[1:]):
+                self._shutdown()
+            return "+OK\n"
+        if sub == "hupall":
+            switch.hangup_all("MANAGER_REQUEST")
+            return "+OK\n"
+        if sub == "sps":
+            if value > 0:
+                switch.sps = value
+            return "+OK sessions per second: %d\n" % self._sps_max()
+        if sub == "max_sessions":
+            if value > 0:
+                switch.max_sessions = value
+            return "+OK max sessions: %d\n" % self._max_sessions()
+        if sub == "last_sps":
+            return "+OK last sessions per second: %d\n" % switch.sps_stats()[0]
+        return "-ERR INVALID COMMAND\nUSAGE: fsctl %s" % CTL_SYNTAX
+
+    def _sps_max(self) -> int:
+        return self._switch.sps if self._switch.sps is not None else DEFAULT_SPS
+
+    def _max_sessions(self) -> int:
+        return self._switch.max_sessions if self._switch.max_sessions is not None else DEFAULT_MAX_SESSIONS
+
     def _status(self) -> str:
         switch = self._switch
         up = max(0.0, time.time() - switch.started_at)
@@ -83,8 +135,11 @@ class ApiCommands:
         hours, rem = divmod(rem, 3600)
         minutes, seconds = divmod(rem, 60)
         frac = int((up - secs) * 1_000_000)
-        current = len(switch.channels)
-        return ("UP %d years, %d days, %d hours, %d minutes, %d seconds, %d milliseconds, %d microseconds\n"
+        last_sps, sps_peak, sps_recent = switch.sps_stats()
+        uptime = ", ".join(_plural(n, w) for n, w in (
+            (years, "year"), (days, "day"), (hours, "hour"), (minutes, "minute"), (seconds, "second"),
+            (frac // 1000, "millisecond"), (frac % 1000, "microsecond")))
+        return ("UP %s\n"
                 "FreeSWITCH (Version %s) is ready\n"
                 "%d session(s) since startup\n"
                 "%d session(s) - peak %d, last 5min %d \n"
@@ -92,11 +147,9 @@ class ApiCommands:
                 "%d session(s) max\n"
                 "min idle cpu 0.00/100.00\n"
                 "Current Stack Size/Max 240K/8192K\n"
-                % (years, days, hours, minutes, seconds, frac // 1000, frac % 1000, VERSION,
-                   switch.sessions_total, current, switch.peak, switch.peak,
-                   switch.sps_now(), switch.sps if switch.sps is not None else 30,
-                   switch.sps_peak, switch.sps_peak,
-                   switch.max_sessions if switch.max_sessions is not None else 1000))
+                % (uptime, VERSION, switch.sessions_total, len(switch.channels), switch.peak,
+                   switch.sessions_peak_5min(), last_sps, self._sps_max(), sps_peak, sps_recent,
+                   self._max_sessions()))
 
     def _show(self, arg: Optional[str]) -> str:
         argv = separate_string(arg or "", " ")
@@ -121,9 +174,10 @@ class ApiCommands:
         answered = ch.answered_at is not None
         cid_name, cid_num = caller_id(rec)
         codec = ("PCMA", "8000", "64000") if answered else ("", "", "")
+        created = ch.created // 1_000_000
         fields = [
-            ch.uuid, "outbound", local_stamp(ch.created),
-            str(int(ch.created)), ch.name, "CS_CONSUME_MEDIA" if answered else "CS_EXECUTE",
+            ch.uuid, "inbound" if ch.leg == "b" else "outbound", local_stamp(created),
+            str(created), ch.name, "CS_CONSUME_MEDIA" if answered else "CS_EXECUTE",
             cid_name, cid_num, "", rec.number, app, app_data, rec.dialplan, rec.context,
             codec[0], codec[1], codec[2], codec[0], codec[1], codec[2], "", self._switch.hostname, "", "",
             "", "ACTIVE" if answered else "RINGING", "Outbound Call", rec.number, "SEND", ch.uuid,

@@ -10,7 +10,7 @@ import socket
 import time
 import uuid as uuidlib
 from collections import deque
-from typing import Callable, Deque, Dict, List, NamedTuple, Optional, Tuple
+from typing import Callable, Deque, Dict, List, NamedTuple, Optional, Tuple, Union
 
 import gevent
 import gevent.event
@@ -162,12 +162,15 @@ class Connections:
         if not conn.wake.is_set():
             conn.wake.set()
 
-    def close(self, conn: Connection, notice: bool):
-        """Stop taking commands; the writer flushes what is queued, then closes the socket."""
+    def close(self, conn: Connection, notice: Union[bool, bytes]):
+        """Stop taking commands; the writer flushes what is queued, then closes the socket.
+
+        ``notice`` True sends the usual disconnect notice; bytes send that one.
+        """
         if conn.closing:
             return
         if notice:
-            self.send(conn, DISCONNECT_NOTICE)
+            self.send(conn, DISCONNECT_NOTICE if notice is True else notice)
         conn.closing = True
         self._open.pop(conn.id, None)
         for waiter in list(conn.pending):
@@ -177,7 +180,7 @@ class Connections:
             conn.writer.kill(block=False)
         conn.wake.set()
 
-    def close_all(self, notice: bool):
+    def close_all(self, notice: Union[bool, bytes]):
         for conn in list(self._open.values()):
             self.close(conn, notice)
 
@@ -341,10 +344,12 @@ class EventSocket:
             return "+OK %s" % uuidlib.uuid4()
         if low.startswith("log"):
             level = line[4:].strip() if len(line) > 3 else ""
+            digits = len(level) - len(level.lstrip("0123456789"))
             if not level:
                 value = 7
-            elif level.isascii() and level.isdigit():
-                value = int(level) if int(level) <= 7 else None
+            elif digits:
+                # A number is taken as it is, with no upper bound (captured: "log 9").
+                value = int(level[:digits])
             else:
                 value = _LOG_LEVELS.get(level.lower())
             if value is None:

@@ -3,10 +3,15 @@
 Each ``*_event`` method is a builder for ``Connections.emit``: it is called
 only when some client listens, with the event name and sequence number
 first, and returns ``(headers, body)`` for the wire encoders.
+
+Header names, their order and the channel variables follow the captures of
+a real FreeSWITCH 1.11 (shared/freeswitch-captures): a benchmark nobody
+subscribes to never pays for any of it.
 """
 import email.utils
 import time
-from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
+import uuid as uuidlib
+from typing import TYPE_CHECKING, List, Optional, Tuple
 
 if TYPE_CHECKING:
     from .switch import Channel, Job, OriginateRecord, Switch
@@ -25,28 +30,43 @@ Q850 = {
     "ORIGINATOR_CANCEL": 487, "MANAGER_REQUEST": 503, "ALLOTTED_TIMEOUT": 602,
     "MEDIA_TIMEOUT": 604, "GATEWAY_DOWN": 609, "INVALID_GATEWAY": 608,
 }
+# Causes the switch sets itself keep the channel's last Q.850 code (captured: 16).
+_Q850_KEPT = {"SYSTEM_SHUTDOWN": 16}
 
-# (file, function, line) FreeSWITCH reports as the origin of each event.
+# (file, function, line) FreeSWITCH 1.11 reports as the origin of each event.
 _CALLING = {
-    "CHANNEL_CREATE": ("switch_core_state_machine.c", "switch_core_session_run", "586"),
-    "CHANNEL_ANSWER": ("switch_channel.c", "switch_channel_perform_mark_answered", "3993"),
+    "CHANNEL_CREATE": ("switch_core_state_machine.c", "switch_core_session_run", "626"),
+    "CHANNEL_ANSWER": ("switch_channel.c", "switch_channel_perform_mark_answered", "3848"),
     "CHANNEL_HANGUP": ("switch_channel.c", "switch_channel_perform_hangup", "3488"),
-    "CHANNEL_HANGUP_COMPLETE": ("switch_core_state_machine.c", "switch_core_session_reporting_state", "1104"),
-    "BACKGROUND_JOB": ("mod_event_socket.c", "api_exec", "1572"),
+    "CHANNEL_HANGUP_COMPLETE": ("switch_core_state_machine.c", "switch_core_session_reporting_state", "943"),
+    "BACKGROUND_JOB": ("mod_event_socket.c", "api_exec", "1580"),
+    "SHUTDOWN": ("switch_core.c", "switch_core_destroy", "3033"),
 }
 
-# Channel-State / Channel-State-Number / Channel-Call-State / Answer-State per event.
+# Channel-State / Channel-Call-State / Channel-State-Number / Answer-State,
+# for the outbound (A) leg and for the inbound B leg of a two-leg endpoint.
 _STATES = {
-    "CHANNEL_CREATE": ("CS_INIT", "1", "DOWN", "ringing"),
-    "CHANNEL_ANSWER": ("CS_CONSUME_MEDIA", "7", "ACTIVE", "answered"),
-    "CHANNEL_HANGUP": ("CS_HANGUP", "10", "HANGUP", "hangup"),
-    "CHANNEL_HANGUP_COMPLETE": ("CS_REPORTING", "11", "HANGUP", "hangup"),
+    "CHANNEL_CREATE": (("CS_INIT", "DOWN", "2", "ringing"), ("CS_INIT", "DOWN", "2", "ringing")),
+    "CHANNEL_ANSWER": (("CS_CONSUME_MEDIA", "DOWN", "7", "answered"), ("CS_EXECUTE", "RINGING", "4", "answered")),
+    "CHANNEL_HANGUP": (("CS_HANGUP", "HANGUP", "10", "hangup"), ("CS_HANGUP", "HANGUP", "10", "hangup")),
+    "CHANNEL_HANGUP_COMPLETE": (("CS_REPORTING", "HANGUP", "11", "hangup"),
+                                ("CS_REPORTING", "HANGUP", "11", "hangup")),
 }
 
+# Endpoints of mod_loopback run the L16 codec from the start.
+_L16 = (("Channel-Read-Codec-Name", "L16"), ("Channel-Read-Codec-Rate", "8000"),
+        ("Channel-Read-Codec-Bit-Rate", "128000"), ("Channel-Write-Codec-Name", "L16"),
+        ("Channel-Write-Codec-Rate", "8000"), ("Channel-Write-Codec-Bit-Rate", "128000"))
+_L16_VARIABLES = (("read_codec", "L16"), ("read_rate", "8000"), ("write_codec", "L16"), ("write_rate", "8000"))
+LOOPBACK_FAMILY = ("loopback", "null")
 
-def microseconds(ts: Optional[float]) -> str:
-    """A time as FreeSWITCH's *-Time and *_uepoch values: "0" when it never happened."""
-    return str(int(ts * 1_000_000)) if ts else "0"
+DEFAULT_CID_NUMBER = "0000000000"
+CALLEE_NAME = "Outbound Call"
+
+
+def microseconds(us: Optional[int]) -> str:
+    """A switch time as its *-Time and *_uepoch values: "0" when it never happened."""
+    return str(us) if us else "0"
 
 
 def local_stamp(ts: float) -> str:
@@ -54,10 +74,14 @@ def local_stamp(ts: float) -> str:
 
 
 def caller_id(rec: "OriginateRecord") -> Tuple[str, str]:
-    """The caller id name and number the outbound leg presents."""
-    name = rec.variables.get("origination_caller_id_name") or rec.cid_name or "FreeSWITCH"
-    num = rec.variables.get("origination_caller_id_number") or rec.cid_num or "0000000000"
+    """The caller id name ("" when none was given) and number the outbound leg presents."""
+    name = rec.variables.get("origination_caller_id_name") or rec.cid_name or ""
+    num = rec.variables.get("origination_caller_id_number") or rec.cid_num or DEFAULT_CID_NUMBER
     return name, num
+
+
+def q850(cause: str) -> str:
+    return str(_Q850_KEPT.get(cause) or Q850.get(cause, 31))
 
 
 class EventRenderer:
@@ -68,8 +92,7 @@ class EventRenderer:
         # Events come in bursts within one second: format its dates once.
         self._date_cache = (0, "", "")
 
-    def _dates(self, now: float) -> Tuple[str, str]:
-        sec = int(now)
+    def _dates(self, sec: int) -> Tuple[str, str]:
         cached = self._date_cache
         if cached[0] != sec:
             cached = (sec, local_stamp(sec), email.utils.formatdate(sec, usegmt=True))
@@ -78,8 +101,8 @@ class EventRenderer:
 
     def _base_headers(self, name: str, seq: int) -> Headers:
         switch = self._switch
-        now = time.time()
-        local, gmt = self._dates(now)
+        now = switch.clock.now_us()
+        local, gmt = self._dates(now // 1_000_000)
         cfile, cfunc, cline = _CALLING.get(name, ("switch_event.c", "switch_event_fire", "1"))
         ipv4 = switch.host if switch.host not in ("", "0.0.0.0", "::") else "127.0.0.1"
         return [
@@ -87,7 +110,7 @@ class EventRenderer:
             ("FreeSWITCH-Hostname", switch.hostname), ("FreeSWITCH-Switchname", switch.hostname),
             ("FreeSWITCH-IPv4", ipv4), ("FreeSWITCH-IPv6", "::1"),
             ("Event-Date-Local", local), ("Event-Date-GMT", gmt),
-            ("Event-Date-Timestamp", str(int(now * 1_000_000))),
+            ("Event-Date-Timestamp", str(now)),
             ("Event-Calling-File", cfile), ("Event-Calling-Function", cfunc),
             ("Event-Calling-Line-Number", cline), ("Event-Sequence", str(seq)),
         ]
@@ -100,25 +123,38 @@ class EventRenderer:
             headers.append(("Job-Command-Arg", job.arg))
         return headers, text or "Command returned no output!"
 
+    def shutdown_event(self, name: str, seq: int) -> Tuple[Headers, None]:
+        headers = self._base_headers(name, seq)
+        headers.append(("Event-Info", "System Shutting Down"))
+        return headers, None
+
     def channel_event(self, name: str, seq: int, ch: "Channel") -> Tuple[Headers, None]:
         headers = self._base_headers(name, seq)
-        state, state_no, call_state, answer_state = _STATES[name]
+        b_leg = ch.leg == "b"
+        state, call_state, state_no, answer_state = _STATES[name][b_leg]
+        if name == "CHANNEL_CREATE" and ch.leg == "a" and ch.peer is None:
+            state_no = "1"          # captured: the A leg whose B leg was never created
         hangup = name in ("CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE")
-        if hangup:
+        if name == "CHANNEL_HANGUP_COMPLETE":
             headers.append(("Hangup-Cause", ch.cause))
-        elif ch.answered_at is not None and name != "CHANNEL_ANSWER":
-            answer_state = "answered"
-        if ch.profile is None:
-            _describe_channel(ch)
+        transferred = ch.transferred_at is not None and name == "CHANNEL_HANGUP_COMPLETE"
         headers += [
             ("Channel-State", state), ("Channel-Call-State", call_state),
             ("Channel-State-Number", state_no), ("Channel-Name", ch.name),
-            ("Unique-ID", ch.uuid), ("Call-Direction", "outbound"),
-            ("Presence-Call-Direction", "outbound"), ("Channel-HIT-Dialplan", "false"),
+            ("Unique-ID", ch.uuid), ("Call-Direction", "inbound" if b_leg else "outbound"),
+            ("Presence-Call-Direction", "inbound" if b_leg else "outbound"),
+            ("Channel-HIT-Dialplan", "true" if b_leg or transferred else "false"),
             ("Channel-Call-UUID", ch.uuid), ("Answer-State", answer_state),
         ]
-        headers += ch.profile
+        if hangup:
+            # Reported twice in CHANNEL_HANGUP_COMPLETE: once by the reporting
+            # state, once with the channel's own data.
+            headers.append(("Hangup-Cause", ch.cause))
+        if ch.family in LOOPBACK_FAMILY:
+            headers += _L16
+        headers += _profile(ch, transferred)
         headers += [
+            ("Caller-Channel-Created-Time", microseconds(ch.created)),
             ("Caller-Channel-Answered-Time", microseconds(ch.answered_at)),
             ("Caller-Channel-Progress-Time", "0"), ("Caller-Channel-Progress-Media-Time", "0"),
             ("Caller-Channel-Hangup-Time", microseconds(ch.ended_at if hangup else None)),
@@ -127,72 +163,147 @@ class EventRenderer:
             ("Caller-Channel-Hold-Accum", "0"), ("Caller-Screen-Bit", "true"),
             ("Caller-Privacy-Hide-Name", "false"), ("Caller-Privacy-Hide-Number", "false"),
         ]
-        variables = ch.variables
-        if ch.answered_at is not None or hangup:
-            variables = dict(variables)
-            if ch.answered_at is not None:
-                variables["endpoint_disposition"] = "ANSWER"
-            if hangup:
-                variables["hangup_cause"] = ch.cause
-                variables["hangup_cause_q850"] = str(Q850.get(ch.cause, 31))
-            if name == "CHANNEL_HANGUP_COMPLETE":
-                variables.update(timing_variables(ch))
-        headers += [("variable_" + k, v) for k, v in variables.items()]
+        headers += [("variable_" + k, v) for k, v in _variables(ch, name, transferred)]
         return headers, None
 
 
-def _describe_channel(ch: "Channel") -> None:
-    """Fill the caller profile and variables that stay the same for the channel's life.
-
-    Done on the first event someone listens to, not at originate: a
-    benchmark nobody subscribes to never pays for it.
-    """
+def _profile(ch: "Channel", transferred: bool) -> Headers:
+    """The caller profile; after the originate's transfer to its extension, the new one."""
     rec = ch.rec
     cid_name, cid_num = caller_id(rec)
-    created = microseconds(ch.created)
-    ch.profile = [
-        ("Caller-Direction", "outbound"), ("Caller-Logical-Direction", "outbound"),
-        ("Caller-Dialplan", rec.dialplan),
-        ("Caller-Caller-ID-Name", cid_name), ("Caller-Caller-ID-Number", cid_num),
-        ("Caller-Orig-Caller-ID-Name", cid_name), ("Caller-Orig-Caller-ID-Number", cid_num),
-        ("Caller-Callee-ID-Name", "Outbound Call"), ("Caller-Callee-ID-Number", rec.number),
-        ("Caller-ANI", cid_num), ("Caller-Destination-Number", rec.number),
-        ("Caller-Unique-ID", ch.uuid), ("Caller-Source", "src/switch_ivr_originate.c"),
-        ("Caller-Context", rec.context), ("Caller-Channel-Name", ch.name),
-        ("Caller-Profile-Index", "1"), ("Caller-Profile-Created-Time", created),
-        ("Caller-Channel-Created-Time", created),
-    ]
-    builtin = {"direction": "outbound", "is_outbound": "true", "uuid": ch.uuid,
-               "call_uuid": ch.uuid, "channel_name": ch.name}
-    if rec.endpoint and rec.dialstring and ch.name.startswith("sofia/gateway/"):
-        builtin["sip_gateway_name"] = rec.endpoint
-    merged = dict(builtin)
-    for key, value in rec.variables.items():
-        merged.setdefault(key, value)
-    ch.variables = merged
-
-
-def timing_variables(ch: "Channel") -> Dict[str, str]:
-    """The CDR-style stamps and durations CHANNEL_HANGUP_COMPLETE carries."""
-    start, answer, end = ch.created, ch.answered_at, ch.ended_at or time.time()
-    duration = end - start
-    answersec = (answer - start) if answer is not None else 0.0
-    billsec = ch.billsec
-    billms = billsec * 1000 if answer is not None else 0
-    out = {"start_stamp": local_stamp(start)}
-    if answer is not None:
-        out["answer_stamp"] = local_stamp(answer)
-    out.update({
-        "end_stamp": local_stamp(end),
-        "start_epoch": str(int(start)), "start_uepoch": microseconds(start),
-        "answer_epoch": str(int(answer)) if answer is not None else "0",
-        "answer_uepoch": microseconds(answer),
-        "end_epoch": str(int(end)), "end_uepoch": microseconds(end),
-        "duration": str(int(duration)), "mduration": str(int(duration * 1000)),
-        "billsec": str(billsec), "billmsec": str(billms),
-        "progresssec": "0", "progressmsec": "0",
-        "answersec": str(int(answersec)), "answermsec": str(int(answersec * 1000)),
-        "waitsec": str(int(answersec)), "waitmsec": str(int(answersec * 1000)),
-        "flow_billsec": str(int(duration)), "flow_billmsec": str(int(duration * 1000)),
-    })
+    loopback = ch.family in LOOPBACK_FAMILY
+    source = "mod_loopback" if loopback else "src/switch_ivr_originate.c"
+    out: Headers = [("Caller-Direction", "inbound" if ch.leg == "b" else "outbound"),
+                    ("Caller-Logical-Direction", "inbound" if ch.leg == "b" else "outbound")]
+    if transferred:
+        # The transfer flips the ids: the callee becomes the caller.
+        out += [("Caller-Dialplan", rec.dialplan), ("Caller-Caller-ID-Name", CALLEE_NAME),
+                ("Caller-Caller-ID-Number", rec.number)]
+        if cid_name:
+            out.append(("Caller-Orig-Caller-ID-Name", cid_name))
+        out.append(("Caller-Orig-Caller-ID-Number", cid_num))
+        if cid_name:
+            out.append(("Caller-Callee-ID-Name", cid_name))
+        out += [("Caller-Callee-ID-Number", cid_num), ("Caller-ANI", cid_num),
+                ("Caller-Destination-Number", rec.extension), ("Caller-Unique-ID", ch.uuid),
+                ("Caller-Source", source), ("Caller-Transfer-Source", transfer_source(ch)),
+                ("Caller-Context", rec.context), ("Caller-RDNIS", rec.number),
+                ("Caller-Channel-Name", ch.name), ("Caller-Profile-Index", "2"),
+                ("Caller-Profile-Created-Time", microseconds(ch.transferred_at))]
+        return out
+    if ch.family == "loopback":
+        out.append(("Caller-Dialplan", "xml"))
+    elif not loopback:
+        out.append(("Caller-Dialplan", rec.dialplan))
+    if cid_name:
+        out.append(("Caller-Caller-ID-Name", cid_name))
+    out.append(("Caller-Caller-ID-Number", cid_num))
+    if cid_name:
+        out.append(("Caller-Orig-Caller-ID-Name", cid_name))
+    out += [("Caller-Orig-Caller-ID-Number", cid_num),
+            ("Caller-Callee-ID-Name", CALLEE_NAME), ("Caller-Callee-ID-Number", rec.number),
+            ("Caller-ANI", cid_num), ("Caller-Destination-Number", rec.number),
+            ("Caller-Unique-ID", ch.uuid), ("Caller-Source", source),
+            ("Caller-Context", "default" if loopback else rec.context), ("Caller-Channel-Name", ch.name),
+            ("Caller-Profile-Index", "1"), ("Caller-Profile-Created-Time", microseconds(ch.created))]
     return out
+
+
+def transfer_source(ch: "Channel") -> str:
+    rec = ch.rec
+    if ch.transfer_id is None:
+        ch.transfer_id = str(uuidlib.uuid4())
+    return "%d:%s:bl_xfer:%s/%s/%s" % (ch.transferred_at // 1_000_000, ch.transfer_id, rec.extension,
+                                       rec.context, rec.dialplan)
+
+
+def _variables(ch: "Channel", name: str, transferred: bool) -> List[Tuple[str, str]]:
+    """The channel variables, in the order the switch set them (a variable set again moves last)."""
+    rec = ch.rec
+    loopback = ch.family in LOOPBACK_FAMILY
+    created = name == "CHANNEL_CREATE"
+    if ch.leg == "b":
+        out = [("direction", "inbound"), ("uuid", ch.uuid)]
+        if created:
+            out.append(("call_uuid", ch.uuid))
+        out += [("session_id", str(ch.session_id)), ("channel_name", ch.name)]
+        out += _L16_VARIABLES
+        out += rec.variables.items()
+        out += [("other_loopback_leg_uuid", ch.peer_uuid), ("loopback_leg", "B")]
+        if not created:
+            # Set again when the B leg enters the dialplan.
+            out.append(("call_uuid", ch.uuid))
+    else:
+        out = [("direction", "outbound"), ("is_outbound", "true"), ("session_id", str(ch.session_id))]
+        if loopback:
+            out += _L16_VARIABLES
+        out += [("channel_name", ch.name), ("uuid", ch.uuid)]
+        if not transferred:
+            out.append(("call_uuid", ch.uuid))
+        out += rec.variables.items()
+        out += [("originate_early_media", "false" if rec.enterprise else "true"),
+                ("originate_endpoint", rec.dialed.partition("/")[0])]
+        if rec.dialstring and ch.name.startswith("sofia/gateway/"):
+            out.append(("sip_gateway_name", rec.endpoint))
+        if ch.leg == "a" and ch.peer_uuid:
+            out += [("other_loopback_leg_uuid", ch.peer_uuid), ("loopback_leg", "A")]
+    if ch.answered_at is not None and not created and name != "CHANNEL_ANSWER":
+        out.append(("endpoint_disposition", "ANSWER"))
+    if transferred:
+        source = transfer_source(ch)
+        out += [("max_forwards", "70"), ("transfer_history", source), ("transfer_source", source),
+                ("pre_transfer_caller_id_number", caller_id(rec)[1]), ("channel_cid_flipped", "yes"),
+                ("call_uuid", ch.uuid)]
+    if name in ("CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE"):
+        out += [("hangup_cause", ch.cause), ("hangup_cause_q850", q850(ch.cause))]
+    if name == "CHANNEL_HANGUP_COMPLETE":
+        out += _cdr_variables(ch, transferred)
+        if ch.family == "loopback":
+            out.append(("is_loopback", "1"))
+    return out
+
+
+def _cdr_variables(ch: "Channel", transferred: bool) -> List[Tuple[str, str]]:
+    """The stamps and durations CHANNEL_HANGUP_COMPLETE carries, from the switch's clock."""
+    start, answer, end = ch.created, ch.answered_at, ch.ended_at or ch.created
+    profile = ch.transferred_at if transferred else start
+    answered = answer is not None
+    out = [("digits_dialed", "none"), ("start_stamp", local_stamp(start // 1_000_000)),
+           ("profile_start_stamp", local_stamp(profile // 1_000_000))]
+    if answered:
+        out.append(("answer_stamp", local_stamp(answer // 1_000_000)))
+    out.append(("end_stamp", local_stamp(end // 1_000_000)))
+    for key, us in (("start", start), ("profile_start", profile), ("answer", answer)):
+        out += [(key + "_epoch", str(us // 1_000_000) if us else "0"), (key + "_uepoch", microseconds(us))]
+    out += [("bridge_epoch", "0"), ("bridge_uepoch", "0"), ("last_hold_epoch", "0"),
+            ("last_hold_uepoch", "0"), ("hold_accum_seconds", "0"), ("hold_accum_usec", "0"),
+            ("hold_accum_ms", "0"), ("resurrect_epoch", "0"), ("resurrect_uepoch", "0"),
+            ("progress_epoch", "0"), ("progress_uepoch", "0"), ("progress_media_epoch", "0"),
+            ("progress_media_uepoch", "0"), ("end_epoch", str(end // 1_000_000)),
+            ("end_uepoch", microseconds(end))]
+    cid_name, cid_num = caller_id(ch.rec)
+    if transferred:
+        cid_name, cid_num = CALLEE_NAME, ch.rec.number
+    out.append(("caller_id", '"%s" <%s>' % (cid_name, cid_num) if cid_name else cid_num))
+    # Each unit is the difference of the two times truncated to that unit,
+    # as the switch computes it: 1.1 s of talk can bill 2 seconds.
+    zero = (0, 0)
+    spans = (("duration", (start, end)), ("bill", (answer, end) if answered else zero),
+             ("progress", zero), ("answer", (start, answer) if answered else zero),
+             ("wait", (start, answer) if answered else zero), ("progress_media", zero),
+             ("flow_bill", (start, end)))
+    for unit, size in (("sec", 1_000_000), ("msec", 1000), ("usec", 1)):
+        out += [(_span_name(key, unit), str(b // size - a // size)) for key, (a, b) in spans]
+    return out
+
+
+def billsec(ch: "Channel") -> int:
+    if ch.answered_at is None or ch.ended_at is None:
+        return 0
+    return ch.ended_at // 1_000_000 - ch.answered_at // 1_000_000
+
+
+def _span_name(key: str, unit: str) -> str:
+    if key == "duration":
+        return {"sec": "duration", "msec": "mduration", "usec": "uduration"}[unit]
+    return key + unit

@@ -4,7 +4,9 @@ Two layers matter to a dialer: the argument list (split on blanks, single
 quotes group, backslash escapes) and the dial string (``{global}`` and
 ``[per-leg]`` variable blocks, then one or more destinations). Both follow
 switch_separate_string / switch_find_end_paren closely enough that a command
-FreeSWITCH would read one way is read the same way here.
+FreeSWITCH would read one way is read the same way here, including the two
+traps a dialer must avoid: ``:_:`` anywhere in the dial string, and variable
+values holding ``${``.
 """
 import dataclasses
 import re
@@ -168,7 +170,7 @@ def parse_var_block(block: str) -> Dict[str, str]:
 
 
 def _split_top_level(s: str) -> List[str]:
-    """Destinations separated by ``,`` (ring together), ``|`` (one after another) or ``:_:``."""
+    """Destinations separated by ``,`` (ring together) or ``|`` (one after another)."""
     legs: List[str] = []
     depth = 0
     inside = False
@@ -187,54 +189,112 @@ def _split_top_level(s: str) -> List[str]:
                 depth += 1
             elif c in "]>" and depth:
                 depth -= 1
-            elif depth == 0 and (c in ",|" or s.startswith(":_:", i)):
+            elif depth == 0 and c in ",|":
                 legs.append(s[start:i])
-                i += 3 if c == ":" else 1
-                start = i
-                continue
+                start = i + 1
         i += 1
     legs.append(s[start:])
     return legs
 
 
+ENTERPRISE_DELIM = ":_:"
+# A value FreeSWITCH will not store as a channel variable: it logs CRIT
+# "... contains a variable" and leaves the variable unset.
+_REFUSED_MARK = "${"
+_ENDPOINT_NAME = re.compile(r"[A-Za-z0-9_.-]+\Z")
+
+
 @dataclasses.dataclass
 class DialString:
-    variables: Dict[str, str]
-    url: str
+    variables: Dict[str, str]      # what the switch sets on the channel
+    url: str                       # the destination it really dials
     endpoint: str
     number: str
     gateway: bool
     multi_destination: bool
+    requested: Dict[str, str] = dataclasses.field(default_factory=dict)   # as parsed, refused ones too
+    refused: Dict[str, str] = dataclasses.field(default_factory=dict)
+    enterprise: bool = False
+
+
+def _invalid() -> OriginateError:
+    return OriginateError("-ERR INVALID_NUMBER_FORMAT\n", "invalid", "INVALID_NUMBER_FORMAT")
+
+
+def _leading_blocks(rest: str, opens: str, variables: Dict[str, str]) -> str:
+    """Consume a run of ``{..}`` / ``<..>`` blocks into ``variables``; the text after them."""
+    while rest and rest[0] in opens:
+        close = {"{": "}", "<": ">", "[": "]"}[rest[0]]
+        end = find_end_paren(rest, 0, rest[0], close)
+        if end < 0:
+            raise _invalid()
+        variables.update(parse_var_block(rest[1:end]))
+        rest = rest[end + 1:].lstrip(" ")
+    return rest
+
+
+def _dialable(url: str) -> bool:
+    endpoint, slash, _ = url.partition("/")
+    return bool(slash) and bool(_ENDPOINT_NAME.match(endpoint))
+
+
+def _single(dialstring: str, inherited: Dict[str, str]) -> DialString:
+    """One dial string without ``:_:``; the first leg that names an endpoint is the one that rings."""
+    variables = dict(inherited)
+    rest = _leading_blocks(dialstring.strip(), "{<", variables)
+    legs = _split_top_level(rest)
+    chosen, leg_vars = legs[0].strip(), {}
+    for leg in legs:
+        own: Dict[str, str] = {}
+        url = _leading_blocks(leg.strip(), "[", own)
+        if _dialable(url):
+            chosen, leg_vars = url, own
+            break
+    else:
+        chosen = _leading_blocks(chosen, "[", leg_vars)
+    variables.update(leg_vars)
+    if chosen.startswith("sofia/gateway/"):
+        endpoint, _, number = chosen[len("sofia/gateway/"):].partition("/")
+        gateway = True
+    else:
+        endpoint, _, number = chosen.rpartition("/")
+        gateway = False
+    return DialString(variables, chosen, endpoint, number, gateway, len(legs) > 1)
+
+
+def _enterprise(dialstring: str) -> DialString:
+    """Split first, parse after: what FreeSWITCH does with any dial string holding ``:_:``.
+
+    The split ignores braces and quotes, so a ``:_:`` inside a variable's
+    value cuts the variable block in two and what follows it gets dialed.
+    """
+    ultra: Dict[str, str] = {}
+    rest = _leading_blocks(dialstring.lstrip(" "), "<", ultra)
+    ultra["ignore_early_media"] = "true"
+    fallback = None
+    for piece in rest.split(ENTERPRISE_DELIM):
+        if not piece.strip():
+            continue
+        try:
+            dial = _single(piece, ultra)
+        except OriginateError:
+            continue
+        dial.multi_destination = dial.enterprise = True
+        if _dialable(dial.url):
+            return dial
+        fallback = fallback or dial
+    if fallback is None:
+        raise _invalid()
+    return fallback
 
 
 def parse_dialstring(dialstring: str) -> DialString:
-    variables: Dict[str, str] = {}
-    rest = dialstring.strip()
-    # Global blocks: any run of {..} and <..> before the first destination.
-    while rest and rest[0] in "{<":
-        close = "}" if rest[0] == "{" else ">"
-        end = find_end_paren(rest, 0, rest[0], close)
-        if end < 0:
-            raise OriginateError("-ERR INVALID_NUMBER_FORMAT\n", "invalid", "INVALID_NUMBER_FORMAT")
-        variables.update(parse_var_block(rest[1:end]))
-        rest = rest[end + 1:].lstrip(" ")
-    legs = _split_top_level(rest)
-    multi = len(legs) > 1
-    first = legs[0].strip()
-    while first.startswith("["):
-        end = find_end_paren(first, 0, "[", "]")
-        if end < 0:
-            raise OriginateError("-ERR INVALID_NUMBER_FORMAT\n", "invalid", "INVALID_NUMBER_FORMAT")
-        variables.update(parse_var_block(first[1:end]))
-        first = first[end + 1:].lstrip(" ")
-    url = first
-    if url.startswith("sofia/gateway/"):
-        endpoint, _, number = url[len("sofia/gateway/"):].partition("/")
-        gateway = True
-    else:
-        endpoint, _, number = url.rpartition("/")
-        gateway = False
-    return DialString(variables, url, endpoint, number, gateway, multi)
+    dial = _enterprise(dialstring) if ENTERPRISE_DELIM in dialstring else _single(dialstring, {})
+    dial.requested = dial.variables
+    dial.refused = {k: v for k, v in dial.variables.items() if _REFUSED_MARK in v}
+    if dial.refused:
+        dial.variables = {k: v for k, v in dial.variables.items() if k not in dial.refused}
+    return dial
 
 
 @dataclasses.dataclass
@@ -276,8 +336,8 @@ def parse_originate(arg: Optional[str]) -> OriginateArgs:
     cid_num = argv[5] if len(argv) > 5 else None
     timeout = _atoi(argv[6]) if len(argv) > 6 else 60
     dial = parse_dialstring(dialstring)
-    if "originate_timeout" in dial.variables:
-        timeout = _atoi(dial.variables["originate_timeout"]) or timeout
+    if _atoi(dial.requested.get("originate_timeout", "")) > 0:
+        timeout = _atoi(dial.requested["originate_timeout"])
     return OriginateArgs(dialstring, extension, dialplan, context, cid_name, cid_num, timeout, dial)
 
 

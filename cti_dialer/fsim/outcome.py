@@ -9,6 +9,7 @@ _FIXED_CAUSES = {
     "busy": "USER_BUSY",
     "no_answer": "NO_ANSWER",
     "reject": "CALL_REJECTED",
+    "stalled": "NO_ANSWER",
 }
 KINDS = tuple(_FIXED_CAUSES) + ("hangup", "fail")
 
@@ -38,6 +39,11 @@ class Outcome:
     ``channel`` False means the call fails before a channel exists (route
     failure): only the job result is produced, no channel events.
     ``hold_ms`` None keeps an answered call up until it is killed.
+    ``cleared_at_answer``: the callee answers and hangs up at once, so the
+    job result is ``-ERR NORMAL_CLEARING`` although CHANNEL_ANSWER was sent.
+    Kind ``stalled``: the first leg comes up and then nothing happens until
+    the originate timeout, which ends it with NO_ANSWER (what the switch does
+    when it throttles the second leg of a two-leg endpoint).
     """
 
     kind: str = "answer"
@@ -45,6 +51,7 @@ class Outcome:
     ring_ms: int = 0
     hold_ms: Optional[int] = 0
     channel: bool = True
+    cleared_at_answer: bool = False
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -54,6 +61,8 @@ class Outcome:
         _check_ms("hold_ms", self.hold_ms, allow_none=True)
         if self.kind == "answer" and not self.channel:
             raise ValueError("an answered call needs a channel")
+        if self.cleared_at_answer and self.kind != "answer":
+            raise ValueError("only an answered call can be cleared at the answer")
 
     # --- factories ---------------------------------------------------------
 
@@ -61,6 +70,15 @@ class Outcome:
     def answer(cls, ring_ms: int = 0, hold_ms: Optional[int] = 0) -> "Outcome":
         return cls("answer", "NORMAL_CLEARING", _check_ms("ring_ms", ring_ms),
                    _check_ms("hold_ms", hold_ms, allow_none=True), True)
+
+    @classmethod
+    def cleared(cls, ring_ms: int = 0) -> "Outcome":
+        """Answered, then hung up at once: CHANNEL_ANSWER, yet ``-ERR NORMAL_CLEARING``."""
+        return cls("answer", "NORMAL_CLEARING", _check_ms("ring_ms", ring_ms), 0, True, True)
+
+    @classmethod
+    def stalled(cls) -> "Outcome":
+        return cls("stalled", "NO_ANSWER", 0, 0, True)
 
     @classmethod
     def busy(cls, ring_ms: int = 0) -> "Outcome":
@@ -88,14 +106,23 @@ class Outcome:
     def from_dict(cls, d: Dict[str, Any]) -> "Outcome":
         if not isinstance(d, dict):
             raise ValueError("an outcome must be a JSON object, got %r" % (d,))
-        known = {"kind", "cause", "ring_ms", "hold_ms", "channel"}
+        known = {"kind", "cause", "ring_ms", "hold_ms", "channel", "cleared_at_answer"}
         extra = set(d) - known
         if extra:
             raise ValueError("unknown outcome field(s): %s" % ", ".join(sorted(extra)))
         kind = d.get("kind", "answer")
         ring_ms = d.get("ring_ms", 0)
+        cleared = d.get("cleared_at_answer", False)
+        if not isinstance(cleared, bool):
+            raise ValueError("cleared_at_answer must be true or false, got %r" % (cleared,))
+        if cleared:
+            if kind != "answer":
+                raise ValueError("only an answered call can be cleared at the answer")
+            return cls.cleared(ring_ms=ring_ms)
         if kind == "answer":
             return cls.answer(ring_ms=ring_ms, hold_ms=d.get("hold_ms", 0))
+        if kind == "stalled":
+            return cls.stalled()
         if kind in ("busy", "no_answer", "reject"):
             return getattr(cls, kind)(ring_ms=ring_ms)
         if kind == "hangup":

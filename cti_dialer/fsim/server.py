@@ -11,6 +11,7 @@ The parts: ``event_socket`` (clients and their commands), ``api`` (what
 """
 import copy
 import logging
+import random
 from collections import deque
 from typing import Callable, Dict, Iterable, List, Optional
 
@@ -20,9 +21,11 @@ import gevent.server
 from gevent import monkey
 
 from .api import ApiCommands
+from .clock import SwitchClock
 from .event_socket import CommandRecord, Connections, EventSocket
 from .outcome import Outcome
 from .switch import OriginateRecord, Switch
+from .wire import SHUTDOWN_NOTICE
 
 log = logging.getLogger("cti_dialer.fsim")
 
@@ -70,19 +73,33 @@ class FreeSwitchSimulator:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, password: str = "ClueCon",
                  gateways: Optional[Iterable[str]] = None, hostname: str = "fsim",
-                 log_limit: Optional[int] = None):
+                 log_limit: Optional[int] = None, seed: Optional[int] = 0,
+                 clock_tick_ms: int = 20, clock_lag_ms: int = 20, shutdown_grace_ms: int = 500):
+        """``seed`` drives every random choice (event order, where the ticks fall), so a run
+        can be repeated; None seeds from the system. ``clock_tick_ms`` 0 stamps events with
+        the exact wall clock instead of the switch's ticks. ``shutdown_grace_ms`` is how long
+        a stopping switch still takes originates (never answering them) before it hangs up
+        on its clients.
+        """
         self.port = port
         if isinstance(gateways, str):
             gateways = [gateways]
         # A long benchmark can cap the logs; None keeps everything.
         self.log_limit = log_limit
+        self.shutdown_grace_ms = shutdown_grace_ms
+        self.on_down: Optional[Callable[[], None]] = None   # called in the hub once a shutdown is over
         self._lock = _allocate_lock()
         self._connections = Connections()
+        rng = random.Random(seed)
         self._switch = Switch(self._connections.emit, self._lock, host, hostname,
-                              frozenset(gateways) if gateways is not None else None, log_limit)
-        self._event_socket = EventSocket(self._connections, self._switch, ApiCommands(self._switch),
+                              frozenset(gateways) if gateways is not None else None, log_limit,
+                              rng, SwitchClock(rng, clock_tick_ms, clock_lag_ms))
+        self._event_socket = EventSocket(self._connections, self._switch,
+                                         ApiCommands(self._switch, self._shutdown_soon),
                                          password, self._lock, log_limit)
         self._server = None
+        self._running = False
+        self._down_timer = None
         self._loop = None
         self._hub_ident = None
         self._thread_stop = None
@@ -92,29 +109,36 @@ class FreeSwitchSimulator:
 
     def start(self):
         """Bind and listen in the current gevent hub; returns at once."""
-        if self._server is not None:
+        if self._running:
             raise RuntimeError("simulator already started")
         hub = gevent.get_hub()
         self._loop = hub.loop
         self._switch.loop = hub.loop
         self._hub_ident = _get_ident()
+        self._listen()
+        self._running = True
+        self._switch.reset_core()
+        log.info("fsim listening on %s:%s", self.host, self.port)
+        return self
+
+    def _listen(self):
         server = gevent.server.StreamServer((self.host, self.port), self._event_socket.serve, backlog=1024)
         server.start()
         self._server = server
         self.port = server.address[1]
-        self._switch.reset_core()
-        log.info("fsim listening on %s:%s", self.host, self.port)
-        return self
 
     def stop(self):
         """Close the listener, every connection and every channel (no hangup events)."""
         if self._thread_stop is not None and _get_ident() != self._hub_ident:
             self.stop_thread()
             return
-        server, self._server = self._server, None
-        if server is None:
+        if not self._running:
             return
-        server.close()
+        self._running = False
+        self._cancel_down()
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
         self._connections.close_all(notice=True)
         self._switch.forget_channels()
         self._connections.wait_writers()
@@ -122,7 +146,7 @@ class FreeSwitchSimulator:
 
     def start_in_thread(self, timeout: float = 10.0):
         """Run the server in a native thread with its own hub; returns once listening."""
-        if self._thread_stop is not None or self._server is not None:
+        if self._thread_stop is not None or self._running:
             raise RuntimeError("simulator already started")
         started = _allocate_lock()
         started.acquire()
@@ -142,9 +166,14 @@ class FreeSwitchSimulator:
                 finished.release()
                 return
             started.release()
+            # A switch that shut itself down has nothing left to watch; this
+            # keeps the hub waiting for a restart or a stop instead of exiting.
+            keepalive = hub.loop.async_()
+            keepalive.start(lambda: None)
             try:
                 stop_event.wait()
             finally:
+                keepalive.close()
                 try:
                     self.stop()
                 except Exception:
@@ -220,8 +249,9 @@ class FreeSwitchSimulator:
             return [copy.copy(r) for r in self._switch.originate_log]
 
     def active_channels(self) -> Dict[str, OriginateRecord]:
+        """The calls up now, by the originate's uuid (a two-leg call's B leg is not listed)."""
         with self._lock:
-            return {u: copy.copy(ch.rec) for u, ch in self._switch.channels.items()}
+            return {u: copy.copy(ch.rec) for u, ch in self._switch.a_legs().items()}
 
     def connections(self) -> int:
         return len(self._connections)
@@ -230,7 +260,7 @@ class FreeSwitchSimulator:
         with self._lock:
             self._event_socket.command_log = deque(maxlen=self.log_limit)
             self._switch.originate_log = deque(maxlen=self.log_limit)
-            self._switch.max_concurrent = len(self._switch.channels)
+            self._switch.max_concurrent = self._switch.calls
 
     # --- faults --------------------------------------------------------------
 
@@ -238,12 +268,54 @@ class FreeSwitchSimulator:
         self._call(self._connections.close_all, notice)
 
     def restart(self, notice: bool = False):
+        """Come back empty, as a restarted FreeSWITCH does; after ``shutdown`` it listens again."""
         self._call(self._restart, notice)
+
+    def shutdown(self, grace_ms: Optional[int] = None):
+        """Stop like a real switch: SHUTDOWN to subscribers, every call hung up with
+        SYSTEM_SHUTDOWN, originates taken but never answered for ``grace_ms``, then
+        "The system is being shut down." to every client and no more connections
+        until ``restart``. Returns at once."""
+        self._call(self._shutdown, self.shutdown_grace_ms if grace_ms is None else grace_ms)
+
+    def is_down(self) -> bool:
+        """True once a shutdown has closed the listener."""
+        return self._running and self._server is None
 
     def hangup_all(self, cause: str = "NORMAL_CLEARING") -> int:
         return self._call(self._switch.hangup_all, cause)
 
     def _restart(self, notice):
+        self._cancel_down()
         self._connections.close_all(notice)
         self._switch.forget_channels()
         self._switch.reset_core()
+        if self._running and self._server is None:
+            self._listen()
+
+    def _shutdown_soon(self):
+        """For ``api shutdown``: its +OK goes out first."""
+        self._loop.run_callback(self._shutdown, self.shutdown_grace_ms)
+
+    def _shutdown(self, grace_ms: int):
+        if self._server is None or self._switch.shutting_down:
+            return
+        log.info("fsim on %s:%s shutting down", self.host, self.port)
+        self._switch.shutdown()
+        self._down_timer = self._loop.timer(max(0, grace_ms) / 1000.0)
+        self._down_timer.start(self._go_down)
+
+    def _go_down(self):
+        self._cancel_down()
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        self._connections.close_all(SHUTDOWN_NOTICE)
+        self._switch.forget_channels()
+        if self.on_down is not None:
+            self.on_down()
+
+    def _cancel_down(self):
+        timer, self._down_timer = self._down_timer, None
+        if timer is not None:
+            timer.close()

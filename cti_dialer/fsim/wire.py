@@ -5,8 +5,15 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 AUTH_REQUEST = b"Content-Type: auth/request\n\n"
 DISCONNECT_TEXT = b"Disconnected, goodbye.\nSee you at ClueCon! http://www.cluecon.com/\n"
-DISCONNECT_NOTICE = (b"Content-Type: text/disconnect-notice\nContent-Length: %d\n\n" % len(DISCONNECT_TEXT)
-                     + DISCONNECT_TEXT)
+
+
+def disconnect_notice(text: bytes) -> bytes:
+    return b"Content-Type: text/disconnect-notice\nContent-Length: %d\n\n" % len(text) + text
+
+
+DISCONNECT_NOTICE = disconnect_notice(DISCONNECT_TEXT)
+# What every client gets when the switch itself stops (captured byte for byte).
+SHUTDOWN_NOTICE = disconnect_notice(b"The system is being shut down.\n")
 
 # FreeSWITCH never reads a command longer than this (read_packet's max_len);
 # at that size it stops and treats what it has as the command.

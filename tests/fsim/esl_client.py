@@ -61,6 +61,23 @@ def parse_event_plain(body: bytes) -> Tuple[Dict[str, str], str]:
     return headers, event_body
 
 
+def take_frame(buf: bytearray) -> Optional[Frame]:
+    """Cut the first complete frame off ``buf``; None (and ``buf`` untouched) if it is incomplete."""
+    end = buf.find(b"\n\n")
+    if end < 0:
+        return None
+    headers: Dict[str, str] = {}
+    for line in bytes(buf[:end]).decode("utf-8").split("\n"):
+        name, _, value = line.partition(": ")
+        headers[name] = value
+    size = end + 2 + int(headers.get("Content-Length", "0") or 0)
+    if len(buf) < size:
+        return None
+    raw = bytes(buf[:size])
+    del buf[:size]
+    return Frame(headers, raw[end + 2:], raw)
+
+
 class EslTestClient:
     def __init__(self, host: str, port: int, timeout: float = 5.0):
         self.timeout = timeout
@@ -90,22 +107,10 @@ class EslTestClient:
     def read_frame(self, timeout: Optional[float] = None) -> Frame:
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         while True:
-            end = self._buf.find(b"\n\n")
-            if end >= 0:
-                break
+            frame = take_frame(self._buf)
+            if frame is not None:
+                return frame
             self._fill(deadline)
-        head = bytes(self._buf[:end])
-        headers: Dict[str, str] = {}
-        for line in head.decode("utf-8").split("\n"):
-            name, _, value = line.partition(": ")
-            headers[name] = value
-        length = int(headers.get("Content-Length", "0") or 0)
-        while len(self._buf) < end + 2 + length:
-            self._fill(deadline)
-        raw = bytes(self._buf[:end + 2 + length])
-        body = raw[end + 2:]
-        del self._buf[:end + 2 + length]
-        return Frame(headers, body, raw)
 
     def read_until_closed(self, timeout: Optional[float] = None) -> bytes:
         """Everything left until the server closes the connection."""

@@ -1,4 +1,5 @@
 """``python -m cti_dialer.fsim`` as a separate process."""
+import contextlib
 import json
 import os
 import signal
@@ -10,6 +11,7 @@ import pytest
 
 from cti_dialer.fsim import FreeSwitchSimulator, Outcome
 from cti_dialer.fsim.__main__ import apply_script
+from cti_dialer.fsim.wire import SHUTDOWN_NOTICE
 
 from tests.fsim.esl_client import EslTestClient
 
@@ -24,6 +26,22 @@ def spawn(*args):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@contextlib.contextmanager
+def running(*args):
+    """The simulator process and the port it listens on; killed if the test leaves it running."""
+    proc = spawn(*args)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("fsim listening on "), line + proc.stderr.read()
+        yield proc, int(line.strip().rsplit(":", 1)[1])
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+
+
 def test_cli_runs_the_script_and_stops_on_sigterm(tmp_path):
     script = tmp_path / "script.json"
     script.write_text(json.dumps({
@@ -32,30 +50,30 @@ def test_cli_runs_the_script_and_stops_on_sigterm(tmp_path):
         "numbers": {"1001": {"kind": "busy"}},
         "sps": None, "max_sessions": 5,
     }))
-    proc = spawn("--host", "127.0.0.1", "--port", "0", "--password", "pw", "--script", str(script),
-                 "--gateways", "gw1,gw2")
-    try:
-        line = proc.stdout.readline()
-        assert line.startswith("fsim listening on 127.0.0.1:"), line + proc.stderr.read()
-        port = int(line.strip().rsplit(":", 1)[1])
+    with running("--host", "127.0.0.1", "--port", "0", "--password", "pw", "--script", str(script),
+                 "--gateways", "gw1,gw2") as (proc, port):
         c = EslTestClient("127.0.0.1", port)
         assert c.auth("pw").reply_text == "+OK accepted"
         assert c.api("originate sofia/gateway/gw1/1001 &park()") == "-ERR USER_BUSY\n"
         assert c.api("originate sofia/gateway/gw2/1002 &park()") == "-ERR GATEWAY_DOWN\n"
         assert c.api("originate sofia/gateway/gw3/1002 &park()") == "-ERR INVALID_GATEWAY\n"
         assert c.api("originate {origination_uuid=cli}sofia/gateway/gw1/1003 &park()") == "+OK cli\n"
-        assert "out of max 30" in c.api("status") and "5 session(s) max" in c.api("status")
+        # Unthrottled, status reports what the captured switch was set to.
+        assert "out of max 2000" in c.api("status") and "5 session(s) max" in c.api("status")
         c.close()
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
         assert time.monotonic() - started < 5
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
+
+
+def test_cli_process_ends_on_api_shutdown():
+    with running("--port", "0", "--seed", "3", "--shutdown-grace-ms", "100") as (proc, port):
+        c = EslTestClient("127.0.0.1", port)
+        assert c.auth().reply_text == "+OK accepted"
+        assert c.api("shutdown") == "+OK\n"
+        assert c.read_until_closed() == SHUTDOWN_NOTICE
+        assert proc.wait(timeout=10) == 0
 
 
 def test_cli_rejects_a_bad_script(tmp_path):
