@@ -32,6 +32,7 @@ from .dispatcher import QueueDispatcher
 from .esl import EslClient, EslError
 from .housekeeping import Housekeeping
 from .metrics import make_registry, serve
+from .pacing import SendBudget
 from .runtime import REDIS_ERRORS, Health, Wakeups, run_loop
 from .schedule_dialer import ScheduleDialer
 from .sdnotify import Notifier
@@ -67,9 +68,10 @@ class Daemon:
         self.catalog = Catalog(store=self.store, keys=self.keys, tz=self.tz,
                                reload_interval=config.dialer_reload_interval, wakeups=self.wakeups)
         self.writer = ResultWriter(self.store)
+        self.budget = SendBudget(config.dialer_throttle_backoff, config.dialer_throttle_backoff_max)
         self.tracker = CallTracker(config=config, host=self.host, store=self.store, esl=self.esl,
                                    catalog=self.catalog, writer=self.writer, wakeups=self.wakeups,
-                                   health=self.health, latency=latency)
+                                   health=self.health, budget=self.budget, latency=latency)
         self.esl.on_event = self.tracker.on_event       # events go straight to the call tracker
         self.watcher = ConfigWatcher(redis_client=self.redis, keys=self.keys, catalog=self.catalog,
                                      health=self.health)
@@ -190,6 +192,8 @@ class Daemon:
                 self.stopping.wait(1)
         if self.stopping.is_set():
             return
+        if self.housekeeping.switch_limits_stale:
+            self.housekeeping.read_switch_limits(time.time())
         self.health.recovered.set()
         self._dispatchers = [self._spawn_component("queue dispatcher", self.dispatcher, self.wakeups.queue),
                              self._spawn_component("schedule dialer", self.scheduler, self.wakeups.schedule)]
@@ -197,6 +201,8 @@ class Daemon:
     # --- readiness, systemd and SIGHUP ------------------------------------------------------
 
     def _on_esl_connect(self):
+        # Before anyone dials on this connection: a restarted switch may have new limits.
+        self.housekeeping.read_switch_limits(time.time())
         self.wakeups.everything()
         self.tracker.on_switch_connected()
 
@@ -248,6 +254,8 @@ class Daemon:
             self.esl.apply_settings(self.config)
             self.store.result_maxlen = self.config.dialer_result_maxlen
             self.store.rejected_maxlen = self.config.dialer_rejected_maxlen
+            self.budget.backoff = self.config.dialer_throttle_backoff
+            self.budget.backoff_max = self.config.dialer_throttle_backoff_max
             if self.on_reload is not None:
                 self.on_reload(self.config)
             log.info("reloaded %s: changed %s%s", self.config_path or "defaults", ", ".join(changed) or "nothing",

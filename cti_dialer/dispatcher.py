@@ -10,6 +10,7 @@ watcher per idle queue (order-preserving, one connection each, up to
 (``Store.tasks_with_work``) covers redials coming due and any idle task
 without a watcher.
 """
+import collections
 import datetime
 import logging
 import uuid as uuidlib
@@ -45,6 +46,7 @@ class QueueDispatcher:
         self.blocking_ok = True                 # False once the server refused BLMOVE (Redis < 6.2)
         self._next_idle_poll = 0.0
         self._next_full_look = 0.0
+        self._turns = collections.OrderedDict()  # task names, least recently served first
 
     # --- component --------------------------------------------------------------
 
@@ -61,7 +63,15 @@ class QueueDispatcher:
             self.idle.pop(name, None)
         if self.idle and now >= self._next_idle_poll and self.health.redis_ok.is_set():
             woken |= self._look_at_idle_queues(now)
-        for name, task in list(tasks.items()):
+        # Tasks are looked at least recently served first: when the switch's
+        # budget is short, every task gets its turn at the next originate.
+        if len(self._turns) != len(tasks) or any(n not in tasks for n in self._turns):
+            for name in [n for n in self._turns if n not in tasks]:
+                del self._turns[name]
+            for name in tasks:
+                self._turns.setdefault(name, None)
+        for name in list(self._turns):
+            task = tasks[name]
             if every or name in woken or self.next_look.get(name, 0.0) <= now:
                 self.idle.pop(name, None)
                 self.next_look[name] = now + self.dispatch(task, now)
@@ -80,18 +90,27 @@ class QueueDispatcher:
         """Start what the task may start now; returns the seconds until its next look."""
         state, _ = self.catalog.task_state(task.name, datetime.datetime.fromtimestamp(now, self.tz))
         candidates = self.catalog.candidates(task)
+        budget = self.tracker.budget
         step = pacing.plan(connected=self.health.connected, state=state, limit=task.limit,
                            active=self.tracker.active[task.name], line_capacity=_capacity(candidates),
-                           throttled_for=self.tracker.throttled_for(now), batch=self.config.dialer_claim_batch)
+                           throttled_for=budget.wait(now), batch=self.config.dialer_claim_batch,
+                           switch_room=_switch_room(budget, self.tracker))
         if not step.start:
             return step.look_again
-        ids = [str(uuidlib.uuid4()) for _ in range(step.start)]
+        granted = budget.take(step.start, now)
+        if not granted:
+            return max(budget.wait(now), 0.001)
+        ids = [str(uuidlib.uuid4()) for _ in range(granted)]
         try:
             status, items = self.store.claim_numbers(task.number_queue, task.name, candidates, ids, now,
                                                      self.config.dialer_line_lease_ttl)
         except REDIS_ERRORS as exc:
+            budget.give_back(granted)
             log.warning("claim for task %r failed: %s", task.name, exc)
             return pacing.BLOCKED_WAIT
+        budget.give_back(granted - len(items))
+        if items:
+            self._turns.move_to_end(task.name)
         claims = []
         for cid, raw, line, group, origin in items:
             claim = Claim(claim_id=cid, kind=Kind.QUEUE, source_name=task.name, home_key=task.number_queue,
@@ -170,6 +189,11 @@ class QueueDispatcher:
         finally:
             if self.watchers.get(name) is gevent.getcurrent():
                 del self.watchers[name]
+
+
+def _switch_room(budget, tracker):
+    """Calls the switch's max-sessions leaves this host (None: no known limit)."""
+    return None if budget.max_sessions is None else budget.max_sessions - len(tracker.claims)
 
 
 def _capacity(candidates) -> int:

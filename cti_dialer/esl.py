@@ -22,7 +22,9 @@ from greenswitch import esl as gs
 
 log = logging.getLogger("cti_dialer.esl")
 
-EVENTS = ("BACKGROUND_JOB", "CHANNEL_ANSWER", "CHANNEL_HANGUP_COMPLETE")
+# SHUTDOWN: a switch being stopped keeps accepting originates for a moment
+# and never runs them; the daemon must stop sending the moment it hears this.
+EVENTS = ("BACKGROUND_JOB", "CHANNEL_ANSWER", "CHANNEL_HANGUP_COMPLETE", "SHUTDOWN")
 
 
 class EslError(Exception):
@@ -54,6 +56,19 @@ class HungUp:
     billsec: int
     answered: bool
     ts: float
+    # The channel's own times on the switch's clock (None when absent):
+    # durations come from these, never from two different clocks.
+    started: Optional[float] = None
+    answered_at: Optional[float] = None
+    ended: Optional[float] = None
+    # A two-leg endpoint (loopback/) whose second leg was never made (the
+    # switch refused it for capacity): nothing rang, whatever the cause says.
+    second_leg_missing: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class SwitchShutdown:
+    """The switch announced a graceful stop (``shutdown``)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +80,8 @@ class Disconnected:
 # without being decoded (events carry a hundred channel variables or more).
 WANTED_HEADERS = frozenset({
     "Event-Name", "Job-UUID", "Unique-ID", "Hangup-Cause", "Content-Length", "Event-Date-Timestamp",
-    "variable_billsec", "variable_answer_epoch",
+    "variable_billsec", "variable_answer_epoch", "variable_start_uepoch", "variable_answer_uepoch",
+    "variable_end_uepoch", "Channel-Name", "variable_other_loopback_leg_uuid",
 })
 
 
@@ -113,9 +129,17 @@ def _epoch(headers, name):
         return time.time()
 
 
+def _uepoch(headers, name) -> Optional[float]:
+    """A channel time variable in microseconds; None when absent or 0 (never happened)."""
+    value = headers.get(name, "")
+    return int(value) / 1_000_000 if value.isdigit() and value != "0" else None
+
+
 def to_typed(headers: Dict[str, str], body: str):
     """The event as one of the small types above, or None if not ours to care about."""
     name = headers.get("Event-Name")
+    if name == "SHUTDOWN":
+        return SwitchShutdown()
     if name == "BACKGROUND_JOB":
         job = headers.get("Job-UUID")
         return JobResult(job, body) if job else None
@@ -130,8 +154,12 @@ def to_typed(headers: Dict[str, str], body: str):
         except ValueError:
             billsec = 0
         answered = billsec > 0 or headers.get("variable_answer_epoch", "0") not in ("", "0")
+        missing = (not answered and headers.get("Channel-Name", "").startswith("loopback/")
+                   and not headers.get("variable_other_loopback_leg_uuid"))
         return HungUp(uuid, headers.get("Hangup-Cause", "") or "UNKNOWN", billsec, answered,
-                      _epoch(headers, "Event-Date-Timestamp"))
+                      _epoch(headers, "Event-Date-Timestamp"), _uepoch(headers, "variable_start_uepoch"),
+                      _uepoch(headers, "variable_answer_uepoch"), _uepoch(headers, "variable_end_uepoch"),
+                      missing)
     return None
 
 
@@ -146,6 +174,7 @@ class _Connection(gs.InboundESL):
         self._write_lock = gevent.lock.Semaphore()
         self.closed = gevent.event.Event()
         self.last_heard = time.monotonic()
+        self.shutting_down = False
 
     def start_event_handlers(self):
         # Only the reader: events go straight to on_event, never to
@@ -168,6 +197,10 @@ class _Connection(gs.InboundESL):
             data = self._read_exact(length)
             headers, body = parse_event_plain(data)
             typed = to_typed(headers, body)
+            if isinstance(typed, SwitchShutdown):
+                # From now on the switch would accept originates and silently
+                # never run them: refuse to write any (EslNotSent: never dialed).
+                self.shutting_down = True
             if typed is not None:
                 self._on_event(typed)
         elif ctype == "api/response":
@@ -207,6 +240,8 @@ class _Connection(gs.InboundESL):
         """Write one command whole; the reply arrives on the returned result."""
         if not self.connected or self.closed.is_set():
             raise EslNotSent("not connected")
+        if self.shutting_down and data.startswith("bgapi"):
+            raise EslNotSent("the switch is shutting down")
         result = gevent.event.AsyncResult()
         raw = (data + "\n\n").encode("utf-8")
         with self._write_lock:
@@ -243,9 +278,10 @@ class _Connection(gs.InboundESL):
 class EslClient:
     """Keeps one authenticated, subscribed connection; rebuilds it after faults.
 
-    ``on_event`` receives JobResult, Answered, HungUp and Disconnected values
-    from the reader greenlet and must not block. ``ready`` is set while a
-    connection is usable.
+    ``on_event`` receives JobResult, Answered, HungUp, SwitchShutdown and
+    Disconnected values from the reader greenlet and must not block.
+    ``ready`` is set while a connection is usable (cleared as soon as the
+    switch announces its shutdown).
     """
 
     def __init__(self, host, port, password, *, connect_timeout=5.0, command_timeout=10.0,
@@ -286,8 +322,15 @@ class EslClient:
         if self._greenlet is not None:
             self._greenlet.kill(block=True, timeout=2)
 
+    def _deliver(self, event):
+        if isinstance(event, SwitchShutdown):
+            log.warning("FreeSWITCH %s:%s is shutting down: no more originates until it is back",
+                        self.host, self.port)
+            self.ready.clear()
+        self.on_event(event)
+
     def _connect_once(self):
-        conn = _Connection(self.host, self.port, self._password, self.connect_timeout, self.on_event)
+        conn = _Connection(self.host, self.port, self._password, self.connect_timeout, self._deliver)
         try:
             with gevent.Timeout(self.connect_timeout, EslError("no greeting or auth reply within %ss" % self.connect_timeout)):
                 conn.connect()

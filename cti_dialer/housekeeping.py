@@ -11,7 +11,7 @@ import logging
 import os
 import time
 
-from . import __version__, messages
+from . import __version__, messages, originate, pacing
 from .esl import EslError
 from .runtime import REDIS_ERRORS
 from .tracker import STRANDED_AFTER
@@ -25,6 +25,9 @@ SWEEP_INTERVAL = 60.0
 HEARTBEAT_INTERVAL = 2.0
 # Calls silent for this long (or job_timeout, if shorter) are asked about.
 RECONCILE_INTERVAL = 30.0
+# The switch's sessions-per-second and max-sessions are reread this often
+# (an operator may change them live with fsctl), and after every reconnect.
+SWITCH_LIMITS_INTERVAL = 60.0
 
 
 class Housekeeping:
@@ -41,6 +44,8 @@ class Housekeeping:
         self.queue_lengths = {}
         self._status_tasks = set()
         self._last_sweep = self._last_reconcile = 0.0
+        self._limits_read_at = 0.0
+        self.switch_limits_stale = True
 
     def heartbeat_ttl(self):
         return max(self.config.dialer_takeover_after, 3 * HEARTBEAT_INTERVAL)
@@ -65,6 +70,8 @@ class Housekeeping:
                     self.take_over_gone_hosts()
         except (EslError, *REDIS_ERRORS) as exc:
             log.warning("housekeeping: %s", exc)
+        if self.esl.ready.is_set() and now - self._limits_read_at >= SWITCH_LIMITS_INTERVAL:
+            self.read_switch_limits(now)
         if self.esl.ready.is_set() and now - self._last_reconcile >= min(RECONCILE_INTERVAL,
                                                                          self.config.dialer_job_timeout):
             self._last_reconcile = now
@@ -78,6 +85,22 @@ class Housekeeping:
             pass
 
     # --- parts ------------------------------------------------------------------------
+
+    def read_switch_limits(self, now):
+        """Pace originates under the switch's own limits (``api status``)."""
+        try:
+            sps, max_sessions, _ = pacing.parse_switch_limits(self.esl.api(originate.build_api("status")))
+        except EslError as exc:
+            log.warning("cannot read FreeSWITCH's limits: %s", exc)
+            return
+        budget = self.tracker.budget
+        before = (budget.limit, budget.max_sessions)
+        budget.set_limits(sps, max_sessions)
+        self._limits_read_at, self.switch_limits_stale = now, False
+        if (budget.limit, budget.max_sessions) != before:
+            log.info("FreeSWITCH allows %s session(s) per second and %s at once: originates paced at %s/s",
+                     sps if sps else "unlimited", max_sessions or "unlimited",
+                     "%.1f" % budget.limit if budget.limit else "no limit")
 
     def take_over_gone_hosts(self):
         """Settle the in-flight numbers of hosts whose heartbeat stopped ``takeover_after`` ago."""

@@ -89,6 +89,11 @@ class Attempt:
     hangup_cause: Optional[str] = None
     billsec: int = 0
     ended_at: Optional[float] = None
+    # The channel's times on the switch's clock, from CHANNEL_HANGUP_COMPLETE.
+    switch_started: Optional[float] = None
+    switch_answered: Optional[float] = None
+    switch_ended: Optional[float] = None
+    never_rang: bool = False       # the switch refused a second leg: no callee was ever reached
     decided: bool = False          # the daemon acted on its outcome (once)
 
     def finished(self) -> bool:
@@ -98,15 +103,44 @@ class Attempt:
         return self.job_done and self.hangup_cause is not None
 
     def cause(self) -> str:
+        if self.never_rang:
+            # The switch ran out of capacity for the second leg and let the
+            # first wait out its timeout: its NO_ANSWER would blame a callee
+            # whose phone never rang.
+            return THROTTLE_CAUSE
         if self.hangup_cause is not None:
             return self.hangup_cause
         return self.job_cause or CAUSE_UNKNOWN
 
     def verdict(self) -> Verdict:
         verdict = classify(self.cause(), answered=self.answered_at is not None or self.billsec > 0,
-                           channel=self.hangup_cause is not None)
+                           channel=self.hangup_cause is not None and not self.never_rang)
         if verdict == Verdict.ROUTE and self.job_ok:
             # originate said +OK (answer or early media): the callee may have
             # heard it ring, so a later route cause must not ring them again.
             return Verdict.CALLEE
         return verdict
+
+    def times(self, now: float):
+        """(answered_at, ended_at, ring_time) for the result record, on the daemon's clock.
+
+        The switch's event clock moves in 20 ms steps and lags ours by tens of
+        milliseconds, so mixing its times with our ``sent_at`` gave answers
+        before the send and zero ring times. Durations are therefore taken
+        from the channel's own times (one clock) and laid from ``sent_at``;
+        without a channel, our own clock is all there is.
+        """
+        if self.switch_started is not None:
+            ring_end = self.switch_answered or self.switch_ended
+            ring = max(0.0, ring_end - self.switch_started) if ring_end else 0.0
+            answered = self.sent_at + ring if self.switch_answered else None
+            if answered is None and self.answered_at is not None:
+                answered = self.sent_at + ring
+            ended = self.sent_at + max(0.0, (self.switch_ended or now) - self.switch_started)
+            return answered, max(ended, answered or 0.0), round(ring, 3)
+        ended = self.ended_at or now
+        answered = self.answered_at
+        if answered is not None:
+            answered = min(max(answered, self.sent_at), ended)
+        ended = max(ended, self.sent_at)
+        return answered, ended, round(max(0.0, (answered or ended) - self.sent_at), 3) if self.sent_at else 0.0

@@ -33,17 +33,27 @@ class ScheduleDialer:
 
     def loop(self, now: float) -> float:
         """Claim and dial one batch of due members; returns 0 when more may be due."""
-        if not self.health.connected or self.tracker.throttled_for(now):
-            return self.config.dialer_schedule_poll_interval
-        return 0.0 if self.dial_due(now) else self.config.dialer_schedule_poll_interval
+        poll = self.config.dialer_schedule_poll_interval
+        if not self.health.connected:
+            return poll
+        wait = self.tracker.budget.wait(now)
+        if wait:
+            return min(wait, poll)
+        return 0.0 if self.dial_due(now) else poll
 
     def shutdown(self):
         pass
 
     def dial_due(self, now: float) -> bool:
         """One batch; True when it was full (more may be due)."""
-        batch = self.config.dialer_claim_batch
+        budget = self.tracker.budget
+        batch = budget.available(now, self.config.dialer_claim_batch)
+        if not batch:
+            return False
+        # Look first, take the budget after: a budget held across this round
+        # trip would make the queue dispatcher skip an originate it could send.
         members = self.store.due_members(now, batch)
+        members = members[:budget.take(len(members), now)] if members else members
         if not members:
             return False
         items, parsed = [], {}
@@ -89,6 +99,7 @@ class ScheduleDialer:
                          scheduled.entry.number, config.name,
                          datetime.datetime.fromtimestamp(line_name, self.tz).isoformat(timespec="seconds"))
                 self.tracker.note(claim.owner, "requeued")
+        budget.give_back(len(members) - sum(len(claims) for _, claims in by_config.values()))
         for config, claims in by_config.values():
             self.tracker.start(config, claims)
         return len(members) == batch

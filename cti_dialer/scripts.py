@@ -560,6 +560,36 @@ def take_over(client, *, theirs: str, ours: str, heartbeat: str, count: int) -> 
     return [as_text(x) for x in _script(client, TAKE_OVER)(keys=[theirs, ours, heartbeat], args=[count])]
 
 
+# Push the expiry of live calls' line leases forward, only for claims whose
+# in-flight record is still there: a renewal built just before a call ended
+# must not bring back the lease its FINISH freed (it would hold a line slot
+# until the lease expired).
+#
+# KEYS[1] this host's in-flight hash, KEYS[2..] one lease sorted set per claim
+# ARGV[1] new expiry, ARGV[2..] the claim ids, in KEYS order
+# Returns how many leases were renewed. A lease another host pruned while we
+# were cut off comes back (plain ZADD), so the count matches the calls up.
+RENEW_LEASES = r"""
+local n = 0
+for i = 2, #KEYS do
+  local id = ARGV[i]
+  if redis.call('HEXISTS', KEYS[1], id) == 1 then
+    redis.call('ZADD', KEYS[i], ARGV[1], id)
+    n = n + 1
+  end
+end
+return n
+"""
+
+
+def renew_leases(client, *, inflight: str, leases: Sequence[Tuple[str, str]], expiry: float) -> int:
+    """Run RENEW_LEASES for (lease key, claim id) pairs; returns how many were renewed."""
+    if not leases:
+        return 0
+    return int(_script(client, RENEW_LEASES)(keys=[inflight] + [key for key, _ in leases],
+                                             args=[expiry] + [cid for _, cid in leases]))
+
+
 # Which idle tasks have work: a number in their queue or a due redial.
 #
 # KEYS pairs: (queue list, redial sorted set) per task; no ARGV: "now" is the

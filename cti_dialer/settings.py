@@ -157,7 +157,9 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("dialer", "failover_wait", "30", _positive_float,
             "Seconds a number that failed on one line group waits for a free line in the next groups before it ends with the route cause.", reloadable=True),
     Setting("dialer", "throttle_backoff", "1", _positive_float,
-            "First pause after FreeSWITCH refuses an originate for capacity; doubles while the throttle lasts.", reloadable=True),
+            "First pause after FreeSWITCH refuses an originate for capacity; doubles while refusals go on. "
+            "Each refusal also halves the originate pace, which climbs back while originates are accepted; "
+            "the pace never exceeds the switch's own sessions-per-second (read with api status).", reloadable=True),
     Setting("dialer", "throttle_backoff_max", "30", _positive_float,
             "Longest pause after repeated capacity refusals.", reloadable=True),
     Setting("dialer", "dedup_window", "86400", _positive_float,

@@ -170,16 +170,9 @@ class Store:
         self.r.zrem(self.keys.line_lease(line), claim_id)
 
     def renew_leases(self, leases: Iterable[Tuple[str, str]], now: float, lease_ttl: float):
-        """Push the expiry of live calls' line slots forward (line, claim id)."""
-        pipe = self.r.pipeline(transaction=False)
-        n = 0
-        for line, claim_id in leases:
-            # Plain ZADD: a lease another host pruned while we were cut off
-            # comes back, so the line's count matches the calls really up.
-            pipe.zadd(self.keys.line_lease(line), {claim_id: now + lease_ttl})
-            n += 1
-        if n:
-            pipe.execute()
+        """Push the expiry of live calls' line slots forward (line, claim id); see RENEW_LEASES."""
+        scripts.renew_leases(self.r, inflight=self.keys.inflight, expiry=now + lease_ttl,
+                             leases=[(self.keys.line_lease(line), claim_id) for line, claim_id in leases])
 
     def requeue(self, claim_id: str, record: Dict) -> bool:
         """Put a never-dialed claimed number back where it will be taken next (once)."""

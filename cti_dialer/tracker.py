@@ -20,7 +20,7 @@ import orjson
 
 from . import model, originate, outcome, redial
 from .claim import Claim, Kind
-from .esl import Answered, EslError, EslNotSent, HungUp, JobResult
+from .esl import Answered, Disconnected, EslError, EslNotSent, HungUp, JobResult, SwitchShutdown
 from .lifecycle import ON_THE_SWITCH, RECOVERY, ClaimEvent, ClaimState
 from .outcome import Attempt, Verdict
 from .runtime import REDIS_ERRORS
@@ -43,7 +43,7 @@ STRANDED_AFTER = 120.0
 
 
 class CallTracker:
-    def __init__(self, *, config, host, store, esl, catalog, writer, wakeups, health, latency=None):
+    def __init__(self, *, config, host, store, esl, catalog, writer, wakeups, health, budget, latency=None):
         self.config = config
         self.host = host
         self.store = store
@@ -59,9 +59,9 @@ class CallTracker:
         self.active = collections.Counter()
         self.stats = collections.defaultdict(collections.Counter)
         self.last_error: Dict[str, str] = {}
-        self.throttle_until = 0.0
-        self.throttle_delay = 0.0
+        self.budget = budget                # pacing.SendBudget: how fast originates may go
         self._helpers = set()
+        self._switch_stopping = False       # SHUTDOWN heard, connection not closed yet
 
     # --- bookkeeping ------------------------------------------------------------------
 
@@ -256,9 +256,7 @@ class CallTracker:
             if self.latency is not None and att.sent_at:
                 self.latency.observe(max(0.0, time.time() - att.sent_at))
             if att.job_ok:
-                if att.sent_at >= self.throttle_until:
-                    # Accepted after the last pause ended: the throttle is over.
-                    self.throttle_delay = 0.0
+                self.budget.accepted(time.time(), att.sent_at)
             else:
                 att.job_cause = value
                 if att.hangup_cause is None:
@@ -272,18 +270,47 @@ class CallTracker:
                     claim.advance(ClaimEvent.ANSWER)
                 log.info("answered %s %s=%s uuid=%s", claim.number, claim.label, claim.source_name, event.uuid)
             return
+        elif isinstance(event, SwitchShutdown):
+            self._switch_stopping = True
+            return
+        elif isinstance(event, Disconnected):
+            if self._switch_stopping:
+                self._switch_stopping = False
+                self._settle_unrung_at_shutdown()
+            return
         elif isinstance(event, HungUp):
             claim = self.by_uuid.get(event.uuid)
             if claim is None:
                 return
             att = claim.attempt
             att.hangup_cause, att.billsec, att.ended_at = event.cause, event.billsec, event.ts
+            att.switch_started, att.switch_answered, att.switch_ended = event.started, event.answered_at, event.ended
+            att.never_rang = event.second_leg_missing
             if event.answered and att.answered_at is None:
                 att.answered_at = event.ts - event.billsec
         else:
             return
         if claim.attempt.finished():
             self._attempt_over(claim, claim.attempt)
+
+    def _settle_unrung_at_shutdown(self):
+        """The switch stopped gracefully: originates that never got a channel go back, first in line.
+
+        A stopping switch hangs up every channel it has, each with its
+        CHANNEL_HANGUP_COMPLETE, before it closes the socket, and it accepts
+        originates for a moment without ever running them. So once the
+        connection closes after SHUTDOWN, an attempt with neither an accepted
+        job nor a hangup never had a channel: it did not ring, and recording
+        it UNKNOWN would lose the number.
+        """
+        unrung = [c for c in self.claims.values()
+                  if c.state == ClaimState.SENT and c.attempt is not None and c.attempt.hangup_cause is None
+                  and not c.attempt.job_ok and c.attempt.answered_at is None]
+        for claim in unrung:
+            self.requeue(claim)
+        if unrung:
+            log.warning("FreeSWITCH shut down: %d originate(s) it accepted but never ran go back to be dialed",
+                        len(unrung))
 
     def _attempt_over(self, claim, att):
         """Act on an attempt's outcome; an attempt already acted on (or replaced) is left alone."""
@@ -292,7 +319,9 @@ class CallTracker:
         verdict = att.verdict()
         cause = att.cause()
         if verdict == Verdict.THROTTLE:
-            self._note_throttle()
+            if self.budget.refused(time.time()):
+                log.warning("FreeSWITCH throttling (DESTINATION_OUT_OF_ORDER without a channel): pausing %.1fs, "
+                            "then at most %.1f originates/s", self.budget.pause, self.budget.rate)
             self.stats[claim.owner]["throttled"] += 1
             source = self.catalog.source_of(claim)
             if source is not None and source.redial.rule(redial.THROTTLED) is not None:
@@ -318,6 +347,9 @@ class CallTracker:
         """Wait for the switch, then send the claim again on ``line_name`` (or put it back)."""
         while not self.esl.ready.is_set() and not self.stopping.is_set():
             self.esl.ready.wait(1.0)
+        # Failover and throttle re-sends are originates like any other: they
+        # go at the budget's pace, never all at once after a pause.
+        self._take_send_slot()
         line = self.catalog.line(line_name)
         if self.stopping.is_set() or source is None or line is None:
             self.requeue(claim)
@@ -371,26 +403,22 @@ class CallTracker:
         self._resend_when_ready(claim, source, line_name)
 
     def _retry_throttled(self, claim, cause):
-        """FreeSWITCH refused for capacity: pause every originate, then resend this one."""
+        """FreeSWITCH refused for capacity: wait out the pause, then resend at the budget's pace."""
         self._park_unrung(claim)
-        while not self.stopping.is_set() and time.time() < self.throttle_until:
-            self.stopping.wait(self.throttle_until - time.time())
         self._resend_when_ready(claim, self.catalog.source_of(claim), claim.line)
 
-    def _note_throttle(self):
-        now = time.time()
-        if now >= self.throttle_until:
-            # Grow the pause only for refusals after the last pause ended:
-            # a burst of refusals from one batch is one throttle, not many.
-            self.throttle_delay = min(max(self.throttle_delay * 2, self.config.dialer_throttle_backoff),
-                                      self.config.dialer_throttle_backoff_max)
-            self.throttle_until = now + self.throttle_delay
-            log.warning("FreeSWITCH throttling (DESTINATION_OUT_OF_ORDER without a channel): pausing %.1fs",
-                        self.throttle_delay)
+    def _take_send_slot(self) -> bool:
+        """Wait for the budget to allow one originate; False when stopping first."""
+        while not self.stopping.is_set():
+            now = time.time()
+            if self.budget.take(1, now):
+                return True
+            self.stopping.wait(self.budget.wait(now) or 0.01)
+        return False
 
     def throttled_for(self, now):
-        """Seconds until new originates may start (0 when not throttled)."""
-        return max(0.0, self.throttle_until - now)
+        """Seconds until new originates may start (0 when one may go now)."""
+        return self.budget.wait(now)
 
     # --- ends -----------------------------------------------------------------------------
 
@@ -531,16 +559,17 @@ class CallTracker:
         return counts
 
     def renew_leases(self, now):
-        self.store.renew_leases(((c.line, c.claim_id) for c in self.claims.values() if c.line),
-                                now, self.config.dialer_line_lease_ttl)
+        """Keep the line slots of calls on the switch; a parked claim's lease is its failover's business
+        (released and reserved again on the next group), so renewing it could bring back a freed one."""
+        self.store.renew_leases([(c.line, c.claim_id) for c in self.claims.values()
+                                 if c.line and c.state in ON_THE_SWITCH], now, self.config.dialer_line_lease_ttl)
 
 
 def result_record(host, claim, source, cause, verdict, ts):
     """The result record of an ended attempt (the stream's fields, documented in docs/redis.rst)."""
     att = claim.attempt
     group = source.line_groups[claim.group] if source is not None and claim.group < len(source.line_groups) else ""
-    ended = att.ended_at if att and att.ended_at else ts
-    ring_end = att.answered_at if att and att.answered_at else ended
+    answered_at, ended, ring_time = att.times(ts) if att and att.sent_at else (None, ts, "")
     queue = source.number_queue if claim.kind == Kind.QUEUE and source is not None else claim.home_key
     return {
         "ts": ts, "host": host, "kind": claim.kind.value, "queue": queue, claim.label: claim.source_name,
@@ -550,10 +579,8 @@ def result_record(host, claim, source, cause, verdict, ts):
         "uuid": att.uuid if att else "", "claim_id": claim.claim_id, "attempt": claim.attempt_no,
         "try": claim.tries, "cause": cause, "verdict": verdict.value, "answered": verdict == Verdict.ANSWERED,
         "billsec": att.billsec if att else 0,
-        "ring_time": round(max(0.0, ring_end - att.sent_at), 3) if att and att.sent_at else "",
-        "claimed_at": claim.claimed_at,
-        "sent_at": att.sent_at if att else "", "answered_at": att.answered_at if att and att.answered_at else "",
-        "ended_at": ended,
+        "ring_time": ring_time, "claimed_at": claim.claimed_at,
+        "sent_at": att.sent_at if att else "", "answered_at": answered_at or "", "ended_at": ended,
         **({"scheduled_at": claim.score, "expires": claim.expires} if claim.kind == Kind.SCHEDULE else {}),
     }
 

@@ -14,6 +14,7 @@ import pytest
 from cti_dialer import settings
 from cti_dialer.catalog import Catalog
 from cti_dialer.keys import Keys
+from cti_dialer.pacing import SendBudget
 from cti_dialer.runtime import Health, Wakeups
 from cti_dialer.store import Store
 from cti_dialer.tracker import CallTracker
@@ -67,9 +68,10 @@ class World:
         self.catalog = Catalog(store=self.store, keys=self.keys, tz=self.config.dialer_timezone,
                                reload_interval=self.config.dialer_reload_interval, wakeups=self.wakeups)
         self.writer = ResultWriter(self.store)
+        self.budget = SendBudget(self.config.dialer_throttle_backoff, self.config.dialer_throttle_backoff_max)
         self.tracker = CallTracker(config=self.config, host="fs1", store=self.store, esl=self.switch,
                                    catalog=self.catalog, writer=self.writer, wakeups=self.wakeups,
-                                   health=self.health)
+                                   health=self.health, budget=self.budget)
 
     # --- what operators and upstream systems write ---------------------------
     def line(self, name, limit, gateway="sofia/gateway/gw/"):

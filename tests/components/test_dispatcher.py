@@ -81,9 +81,9 @@ def test_nothing_is_claimed_while_paused_throttled_or_disconnected(world, dispat
     assert dispatcher.loop(NOW) == pacing.DISCONNECTED_WAIT
     world.switch.ready.set()
     world.wakeups.everything()              # as the switch's reconnect does
-    world.tracker.throttle_until = NOW + 3
+    world.budget.pause_until = NOW + 3
     assert dispatcher.loop(NOW) == 3
-    world.tracker.throttle_until = 0
+    world.budget.pause_until = 0
     world.task("t1", enable=False)
     world.catalog.reload_all(NOW)           # wakes everyone
     assert dispatcher.loop(NOW) == pacing.BLOCKED_WAIT
@@ -123,3 +123,21 @@ def test_idle_tasks_with_a_watcher_are_only_looked_at_once_a_second(world, dispa
     assert world.switch.sent == []                         # left to the watcher
     dispatcher.loop(NOW + 1.1)                             # the once-a-second look (redials, safety net)
     assert world.switch.numbers() == ["2001"]
+
+
+def test_a_short_switch_budget_is_shared_by_the_tasks_in_turn(world, dispatcher):
+    world.line("l1", 100)
+    world.group("g1", "l1")
+    world.task("a")
+    world.task("b")
+    for i in range(6):
+        world.r.lpush("q:a", "10%d" % i)
+        world.r.lpush("q:b", "20%d" % i)
+    world.catalog.reload_all(NOW)
+    world.budget.set_limits(3, None)            # the switch admits 2 a second: about one per 0.5 s here
+    now = NOW
+    while len(world.switch.sent) < 8:
+        now += max(dispatcher.loop(now), 0.001)
+    firsts = [number[0] for number in world.switch.numbers()]
+    assert firsts.count("1") == firsts.count("2") == 4
+    assert now - NOW >= 7 / world.budget.limit - 0.1     # and never faster than the switch allows

@@ -72,3 +72,28 @@ def test_a_lost_call_is_unknown_and_never_redialed(world, task):
     assert claim.state is ClaimState.ENDED
     assert [r["cause"] for r in world.results()] == ["UNKNOWN"]
     assert world.r.llen("q:t1") == 0
+
+
+def test_a_switch_shutdown_gives_back_what_never_got_a_channel(world, task):
+    from cti_dialer.esl import Disconnected, SwitchShutdown
+    up, unrung = claim_of(world, "1001", "c1"), claim_of(world, "1002", "c2")
+    world.tracker.start(task, [up, unrung])
+    uuid_up = world.switch.uuids()[0]
+    world.tracker.handle(JobResult(uuid_up, "+OK " + uuid_up))
+    world.tracker.handle(Answered(uuid=uuid_up, ts=NOW + 1))
+    world.tracker.handle(SwitchShutdown())
+    world.tracker.handle(HungUp(uuid=uuid_up, cause="SYSTEM_SHUTDOWN", billsec=4, answered=True, ts=NOW + 5))
+    world.tracker.handle(Disconnected("connection lost"))
+    world.write()
+    assert [(r["number"], r["cause"]) for r in world.results()] == [("1001", "SYSTEM_SHUTDOWN")]
+    assert unrung.state is ClaimState.REQUEUED
+    assert world.r.lrange("q:t1", 0, -1) == [b"1002"]            # first in line, never UNKNOWN
+    assert world.r.hlen(world.keys.inflight) == 0 and world.tracker.claims == {}
+
+
+def test_a_disconnect_without_shutdown_leaves_calls_to_be_asked_about(world, task):
+    from cti_dialer.esl import Disconnected
+    claim = claim_of(world)
+    world.tracker.start(task, [claim])
+    world.tracker.handle(Disconnected("connection lost"))
+    assert claim.state is ClaimState.SENT and world.r.llen("q:t1") == 0

@@ -6,6 +6,7 @@ import pytest
 
 from cti_dialer import settings
 from cti_dialer.keys import Keys
+from cti_dialer.pacing import SendBudget
 from cti_dialer.runtime import Health, Wakeups
 from cti_dialer.store import Store
 from cti_dialer.tracker import CallTracker
@@ -33,7 +34,8 @@ def make(r, up=()):
     config = settings.load(text="[dialer]\nhost = fs1\ndomain = test\n")
     store = Store(r, KEYS)
     return CallTracker(config=config, host="fs1", store=store, esl=FakeEsl(set(up)), catalog=NoConfig(),
-                       writer=ResultWriter(store), wakeups=Wakeups(), health=Health())
+                       writer=ResultWriter(store), wakeups=Wakeups(), health=Health(),
+                       budget=SendBudget(1, 30))
 
 
 def rec(state, uuid="", raw="1001", kind="queue", queue="queue:t1", **extra):

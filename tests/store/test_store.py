@@ -111,6 +111,14 @@ def test_renew_leases_restores_pruned_ones(store):
     assert store.r.zrange(KEYS.line_lease("a"), 0, -1, withscores=True) == [(b"c0", 260.0)]
 
 
+def test_renewing_a_lease_whose_call_ended_does_not_bring_it_back(store):
+    store.r.lpush("q", "1", "2")
+    store.claim_numbers("q", "t", Candidates([[("a", 5)]]), ids(2), 100.0, 60)
+    store.finish([("c0", "a", {"number": "1"}, None)])        # ended after the renewal was built
+    store.renew_leases([("a", "c0"), ("a", "c1")], 200.0, 60)
+    assert store.r.zrange(KEYS.line_lease("a"), 0, -1) == [b"c1"]
+
+
 def test_requeue_and_finish_are_idempotent(store):
     store.r.lpush("q", "1", "2")
     store.claim_numbers("q", "t", Candidates([[("a", 5)]]), ids(2), 100.0, 60)

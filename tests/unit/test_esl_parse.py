@@ -1,6 +1,6 @@
 import pytest
 
-from cti_dialer.esl import Answered, HungUp, JobResult, parse_event_plain, to_typed
+from cti_dialer.esl import Answered, HungUp, JobResult, SwitchShutdown, parse_event_plain, to_typed
 
 pytestmark = pytest.mark.unit
 
@@ -43,3 +43,27 @@ def test_answer_typed_and_foreign_events_ignored():
     assert isinstance(to_typed({"Event-Name": "CHANNEL_ANSWER", "Unique-ID": "u"}, ""), Answered)
     assert to_typed({"Event-Name": "HEARTBEAT"}, "") is None
     assert to_typed({"Event-Name": "CHANNEL_ANSWER"}, "") is None
+
+
+def _hangup(extra):
+    head = ("Event-Name: CHANNEL_HANGUP_COMPLETE\nUnique-ID: u1\nHangup-Cause: NO_ANSWER\n"
+            "variable_billsec: 0\nvariable_start_uepoch: 1796027469273566\nvariable_answer_uepoch: 0\n"
+            "variable_end_uepoch: 1796027470273566\n" + extra)
+    return to_typed(*parse_event_plain(head.encode()))
+
+
+def test_hangup_carries_the_switchs_own_times():
+    event = _hangup("Channel-Name: sofia/gateway/gw/1\n")
+    assert event.started == 1796027469.273566 and event.ended == 1796027470.273566
+    assert event.answered_at is None and not event.second_leg_missing
+
+
+def test_a_loopback_first_leg_without_its_second_never_rang():
+    assert _hangup("Channel-Name: loopback/9000-a\n").second_leg_missing
+    both = _hangup("Channel-Name: loopback/9000-a\nvariable_other_loopback_leg_uuid: b1\n")
+    assert not both.second_leg_missing
+
+
+def test_shutdown_is_its_own_event():
+    assert isinstance(to_typed(*parse_event_plain(b"Event-Name: SHUTDOWN\nEvent-Info: System%20Shutting%20Down\n")),
+                      SwitchShutdown)
