@@ -17,6 +17,7 @@ handlers only set events.
 """
 import datetime
 import logging
+import os
 import signal
 import time
 from typing import List
@@ -67,7 +68,7 @@ class Daemon:
         self.registry, latency = make_registry(self)
         self.catalog = Catalog(store=self.store, keys=self.keys, tz=self.tz,
                                reload_interval=config.dialer_reload_interval, wakeups=self.wakeups)
-        self.writer = ResultWriter(self.store)
+        self.writer = ResultWriter(self.store, state_dir(config))
         self.budget = SendBudget(config.dialer_throttle_backoff, config.dialer_throttle_backoff_max)
         self.tracker = CallTracker(config=config, host=self.host, store=self.store, esl=self.esl,
                                    catalog=self.catalog, writer=self.writer, wakeups=self.wakeups,
@@ -82,7 +83,7 @@ class Daemon:
                                         store=self.store, health=self.health, tz=self.tz)
         self.housekeeping = Housekeeping(config=config, store=self.store, catalog=self.catalog,
                                          tracker=self.tracker, writer=self.writer, health=self.health,
-                                         esl=self.esl, tz=self.tz)
+                                         esl=self.esl, tz=self.tz, task_faults=self.dispatcher.task_faults)
         self.housekeeping_wake = gevent.event.Event()
         self.health.on_redis_back += [self.housekeeping_wake, self.writer.wake]
         self.stopping = self.health.stopping
@@ -142,9 +143,18 @@ class Daemon:
         self.dispatcher.shutdown()
         self.tracker.join_helpers(deadline)
         if not self.writer.drain(deadline):
-            log.error("%d result(s) and %d requeue(s) not written to Redis before exit; their numbers stay "
-                      "in-flight and are settled at the next start", len(self.writer.results),
-                      len(self.writer.requeues))
+            try:
+                saved = self.writer.save_journal()
+            except OSError as exc:
+                log.error("cannot write the journal %s: %s", self.writer.journal, exc)
+                saved = 0
+            if saved:
+                log.warning("Redis unreachable: %d result(s) and requeue(s) kept in %s, written at the next start",
+                            saved, self.writer.journal)
+            else:
+                log.error("%d result(s) and %d requeue(s) not written to Redis before exit and no journal "
+                          "([dialer] state_dir); their numbers stay in-flight and are settled at the next start",
+                          len(self.writer.results), len(self.writer.requeues))
         self.housekeeping.shutdown()
         for g in self._greenlets:
             g.kill(block=False)
@@ -175,6 +185,14 @@ class Daemon:
 
     def _start_dialing(self):
         """Settle this host's in-flight numbers once, then start the dispatchers."""
+        try:
+            replayed = self.writer.load_journal()
+        except OSError as exc:
+            log.error("cannot read the journal %s: %s", self.writer.journal, exc)
+            replayed = 0
+        if replayed:
+            log.info("journal %s: %d result(s) and requeue(s) from before the last stop go to Redis first",
+                     self.writer.journal, replayed)
         while not self.stopping.is_set():
             self.esl.ready.wait(1)
             self.health.redis_ok.wait(1)
@@ -262,6 +280,19 @@ class Daemon:
                      "; needing a restart (ignored): %s" % ", ".join(restart) if restart else "")
             self.wakeups.everything()
             self.notifier.ready(self.summary())
+
+
+def state_dir(config) -> str:
+    """The journal's directory: [dialer] state_dir, else systemd's StateDirectory=, else none."""
+    path = config.dialer_state_dir or os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    if not path:
+        return ""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        log.error("state_dir %s unusable (%s): no journal", path, exc)
+        return ""
+    return path
 
 
 def _safe_url(url):

@@ -28,6 +28,9 @@ log = logging.getLogger("cti_dialer")
 # Idle tasks that all have a queue watcher need the batched look only for
 # their redials and as a safety net.
 WATCHED_IDLE_POLL = 1.0
+# A task whose keys Redis refuses (a queue that is not a list) looks again
+# this often; the other tasks are not held up by it.
+FAULT_RETRY = 30.0
 
 
 class QueueDispatcher:
@@ -47,6 +50,9 @@ class QueueDispatcher:
         self._next_idle_poll = 0.0
         self._next_full_look = 0.0
         self._turns = collections.OrderedDict()  # task names, least recently served first
+        # Tasks Redis refuses to serve (a key of the wrong type): name -> reason.
+        # Shown as state "error" in status; cleared by the next good claim.
+        self.task_faults: Dict[str, str] = {}
 
     # --- component --------------------------------------------------------------
 
@@ -104,10 +110,16 @@ class QueueDispatcher:
         try:
             status, items = self.store.claim_numbers(task.number_queue, task.name, candidates, ids, now,
                                                      self.config.dialer_line_lease_ttl)
+        except redis.ResponseError as exc:
+            budget.give_back(granted)
+            self._fault(task, "Redis refuses its number queue %r or redial set: %s" % (task.number_queue, exc))
+            return FAULT_RETRY
         except REDIS_ERRORS as exc:
             budget.give_back(granted)
             log.warning("claim for task %r failed: %s", task.name, exc)
             return pacing.BLOCKED_WAIT
+        if self.task_faults.pop(task.name, None):
+            log.info("task %r: its queue is readable again", task.name)
         budget.give_back(granted - len(items))
         if items:
             self._turns.move_to_end(task.name)
@@ -155,10 +167,36 @@ class QueueDispatcher:
             return set()
         try:
             ready = self.store.tasks_with_work(idle)
+        except redis.ResponseError:
+            # One queue of the wrong type fails the batched look for all:
+            # look at each alone, and set the broken ones aside.
+            return self._look_one_by_one(idle)
         except REDIS_ERRORS as exc:
             log.debug("idle look: %s", exc)
             return set()
         return {idle[index][0] for index in ready}
+
+    def _look_one_by_one(self, idle):
+        ready = set()
+        for name, queue in idle:
+            try:
+                if self.store.tasks_with_work([(name, queue)]):
+                    ready.add(name)
+            except redis.ResponseError as exc:
+                self.idle.pop(name, None)
+                task = self.catalog.tasks.get(name)
+                if task is not None:
+                    self._fault(task, "Redis refuses its number queue %r or redial set: %s" % (queue, exc))
+                    self.next_look[name] = self._next_full_look + FAULT_RETRY
+            except REDIS_ERRORS:
+                return ready
+        return ready
+
+    def _fault(self, task, reason):
+        if self.task_faults.get(task.name) != reason:
+            log.error("task %r cannot dial: %s", task.name, reason)
+            self.catalog.report("task", task.name, task.number_queue, "", reason)
+        self.task_faults[task.name] = reason
 
     def _watch_queue(self, name, queue):
         """Block on an idle task's queue (one connection each, up to ``idle_watchers``)."""
@@ -177,6 +215,8 @@ class QueueDispatcher:
                 try:
                     arrived = self.watch_store.wait_for_number(queue, timeout)
                 except redis.ResponseError as exc:
+                    if "WRONGTYPE" in str(exc):
+                        return      # this queue's problem only: the claim reports it
                     log.info("Redis refused BLMOVE (%s): idle queues are polled instead", exc)
                     self.blocking_ok = False
                     return

@@ -31,7 +31,7 @@ SWITCH_LIMITS_INTERVAL = 60.0
 
 
 class Housekeeping:
-    def __init__(self, *, config, store, catalog, tracker, writer, health, esl, tz):
+    def __init__(self, *, config, store, catalog, tracker, writer, health, esl, tz, task_faults=None):
         self.config = config
         self.store = store
         self.catalog = catalog
@@ -40,6 +40,7 @@ class Housekeeping:
         self.health = health
         self.esl = esl
         self.tz = tz
+        self.task_faults = task_faults if task_faults is not None else {}   # the dispatcher's, read-only here
         self.started_at = time.time()
         self.queue_lengths = {}
         self._status_tasks = set()
@@ -56,27 +57,35 @@ class Housekeeping:
         self._last_sweep = self._last_reconcile = time.time()
 
     def loop(self, now: float) -> float:
-        try:
-            if self.health.redis_ok.is_set():
-                self.store.heartbeat(self.heartbeat_ttl())
-                self.tracker.renew_leases(now)
-                self.write_status(now)
-                if now - self._last_sweep >= min(SWEEP_INTERVAL, self.config.dialer_takeover_after) \
-                        and self.esl.ready.is_set():
-                    self._last_sweep = now
-                    counts = self.tracker.recover(self.store.inflight(), older_than=STRANDED_AFTER)
-                    if counts:
-                        log.warning("settled stranded in-flight records: %s", dict(counts))
-                    self.take_over_gone_hosts()
-        except (EslError, *REDIS_ERRORS) as exc:
-            log.warning("housekeeping: %s", exc)
-        if self.esl.ready.is_set() and now - self._limits_read_at >= SWITCH_LIMITS_INTERVAL:
-            self.read_switch_limits(now)
-        if self.esl.ready.is_set() and now - self._last_reconcile >= min(RECONCILE_INTERVAL,
-                                                                         self.config.dialer_job_timeout):
+        """Each step on its own: one that fails (a key of the wrong type, a slow
+        Redis) is logged and the others still run, so a broken status write can
+        never stop the heartbeat or the settling of a dead host's numbers."""
+        esl_up = self.esl.ready.is_set()
+        if self.health.redis_ok.is_set():
+            self._step("heartbeat", self.store.heartbeat, self.heartbeat_ttl())
+            self._step("lease renewal", self.tracker.renew_leases, now)
+            self._step("status", self.write_status, now)
+            if esl_up and now - self._last_sweep >= min(SWEEP_INTERVAL, self.config.dialer_takeover_after):
+                self._last_sweep = now
+                self._step("sweep", self.sweep_stranded)
+                self._step("takeover", self.take_over_gone_hosts)
+        if esl_up and now - self._limits_read_at >= SWITCH_LIMITS_INTERVAL:
+            self._step("switch limits", self.read_switch_limits, now)
+        if esl_up and now - self._last_reconcile >= min(RECONCILE_INTERVAL, self.config.dialer_job_timeout):
             self._last_reconcile = now
-            self.tracker.reconcile(older_than=self.config.dialer_job_timeout)
+            self._step("reconcile", self.tracker.reconcile, self.config.dialer_job_timeout)
         return HEARTBEAT_INTERVAL
+
+    def _step(self, name, fn, *args):
+        try:
+            fn(*args)
+        except (EslError, *REDIS_ERRORS) as exc:
+            log.warning("housekeeping, %s: %s", name, exc)
+
+    def sweep_stranded(self):
+        counts = self.tracker.recover(self.store.inflight(), older_than=STRANDED_AFTER)
+        if counts:
+            log.warning("settled stranded in-flight records: %s", dict(counts))
 
     def shutdown(self):
         try:
@@ -123,6 +132,8 @@ class Housekeeping:
         tasks = {}
         for name in names:
             state, reason = catalog.task_state(name, dt)
+            if name in self.task_faults and state != "error":
+                state, reason = "error", self.task_faults[name]
             task = catalog.tasks.get(name)
             counters = tracker.stats.get(name, {})
             queued, redials = sizes[name]
@@ -140,7 +151,8 @@ class Housekeeping:
             host=self.store.keys.host, pid=os.getpid(), version=__version__,
             started_at=self.started_at, heartbeat=now,
             state="draining" if self.health.stopping.is_set() else "running",
-            esl="connected" if self.esl.ready.is_set() else "disconnected",
+            esl=("refusing originates: " + self.health.switch_fault if self.health.switch_fault
+                 else "connected" if self.esl.ready.is_set() else "disconnected"),
             active_calls=len(tracker.claims), pending_writes=len(self.writer.results),
             tracked_claims=len(tracker.claims), tracked_uuids=len(tracker.by_uuid),
             rss_kb=rss_kb())), tasks, removed)

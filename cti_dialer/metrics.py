@@ -54,6 +54,9 @@ class DaemonCollector:
         yield queue
         yield GaugeMetricFamily("cti_dialer_redis_up", "1 while Redis is reachable.", value=int(d.health.redis_ok.is_set()))
         yield GaugeMetricFamily("cti_dialer_esl_up", "1 while logged in to FreeSWITCH.", value=int(d.esl.ready.is_set()))
+        yield GaugeMetricFamily("cti_dialer_switch_refusing", "1 while FreeSWITCH refuses originates outright "
+                                "(-ERR without a hangup cause, e.g. an event-socket ACL).",
+                                value=int(bool(d.health.switch_fault)))
         yield CounterMetricFamily("cti_dialer_redis_connects", "Redis (re)connections.", value=d.health.redis_connects)
         yield CounterMetricFamily("cti_dialer_esl_connects", "FreeSWITCH event socket (re)connections.",
                                   value=d.esl.reconnects)

@@ -31,6 +31,30 @@ ROUTE_CAUSES = frozenset({
 # channel) it is an ordinary callee outcome.
 THROTTLE_CAUSE = "DESTINATION_OUT_OF_ORDER"
 
+# Every hangup cause FreeSWITCH names (switch_channel.c, CAUSE_CHART, 1.10;
+# the last line holds the SIP/STIR causes added late in 1.10). An originate's
+# "-ERR <word>" whose word is none of these is not the callee's answer but the
+# switch refusing the command itself (an event-socket ACL, a missing module):
+# nothing was dialed.
+HANGUP_CAUSES = frozenset("""
+NONE UNALLOCATED_NUMBER NO_ROUTE_TRANSIT_NET NO_ROUTE_DESTINATION CHANNEL_UNACCEPTABLE
+CALL_AWARDED_DELIVERED NORMAL_CLEARING USER_BUSY NO_USER_RESPONSE NO_ANSWER SUBSCRIBER_ABSENT
+CALL_REJECTED NUMBER_CHANGED REDIRECTION_TO_NEW_DESTINATION EXCHANGE_ROUTING_ERROR
+DESTINATION_OUT_OF_ORDER INVALID_NUMBER_FORMAT FACILITY_REJECTED RESPONSE_TO_STATUS_ENQUIRY
+NORMAL_UNSPECIFIED NORMAL_CIRCUIT_CONGESTION NETWORK_OUT_OF_ORDER NORMAL_TEMPORARY_FAILURE
+SWITCH_CONGESTION ACCESS_INFO_DISCARDED REQUESTED_CHAN_UNAVAIL PRE_EMPTED FACILITY_NOT_SUBSCRIBED
+OUTGOING_CALL_BARRED INCOMING_CALL_BARRED BEARERCAPABILITY_NOTAUTH BEARERCAPABILITY_NOTAVAIL
+SERVICE_UNAVAILABLE BEARERCAPABILITY_NOTIMPL CHAN_NOT_IMPLEMENTED FACILITY_NOT_IMPLEMENTED
+SERVICE_NOT_IMPLEMENTED INVALID_CALL_REFERENCE INCOMPATIBLE_DESTINATION INVALID_MSG_UNSPECIFIED
+MANDATORY_IE_MISSING MESSAGE_TYPE_NONEXIST WRONG_MESSAGE IE_NONEXIST INVALID_IE_CONTENTS
+WRONG_CALL_STATE RECOVERY_ON_TIMER_EXPIRE MANDATORY_IE_LENGTH_ERROR PROTOCOL_ERROR INTERWORKING
+SUCCESS ORIGINATOR_CANCEL CRASH SYSTEM_SHUTDOWN LOSE_RACE MANAGER_REQUEST BLIND_TRANSFER
+ATTENDED_TRANSFER ALLOTTED_TIMEOUT USER_CHALLENGE MEDIA_TIMEOUT PICKED_OFF USER_NOT_REGISTERED
+PROGRESS_TIMEOUT INVALID_GATEWAY GATEWAY_DOWN INVALID_URL INVALID_PROFILE NO_PICKUP SRTP_READ_ERROR
+BOWOUT BUSY_EVERYWHERE DECLINE DOES_NOT_EXIST_ANYWHERE NOT_ACCEPTABLE UNWANTED NO_IDENTITY
+BAD_IDENTITY_INFO UNSUPPORTED_CERTIFICATE INVALID_IDENTITY STALE_DATE REJECT_ALL
+""".split())
+
 # Result record causes the daemon makes up for things FreeSWITCH never saw.
 CAUSE_UNKNOWN = "UNKNOWN"                 # outcome unknowable; not redialed
 CAUSE_NO_LINE = "NO_LINE_AVAILABLE"       # every group tried and none had a free, enabled line
@@ -75,6 +99,20 @@ def parse_job_body(body: str):
     return "-ERR", CAUSE_UNKNOWN
 
 
+def is_switch_fault(job_body: str) -> bool:
+    """An originate refused by the switch itself, not answered with a hangup cause.
+
+    ``-ERR permission denied`` (an event-socket ACL), ``-ERR no reply``,
+    ``-ERR invalid command``...: nothing was dialed, and nothing about the
+    callee is known. An empty or garbled body is not a refusal: it stays
+    UNKNOWN (the call may exist).
+    """
+    text = (job_body or "").strip()
+    if not text.startswith("-ERR") or not text[4:].strip():
+        return False
+    return text[4:].strip().split()[0].upper() not in HANGUP_CAUSES
+
+
 @dataclasses.dataclass
 class Attempt:
     """One originate on one line; mutable while the call is followed."""
@@ -94,6 +132,7 @@ class Attempt:
     switch_answered: Optional[float] = None
     switch_ended: Optional[float] = None
     never_rang: bool = False       # the switch refused a second leg: no callee was ever reached
+    refused_by_switch: bool = False    # "-ERR" without a hangup cause: the command itself was refused
     decided: bool = False          # the daemon acted on its outcome (once)
 
     def finished(self) -> bool:

@@ -31,6 +31,9 @@ class Health:
         self.stopping = gevent.event.Event()
         self.recovered = gevent.event.Event()    # this host's in-flight records were settled once
         self.redis_connects = 0
+        # Why the switch refuses our originates ("" while it does not): an
+        # error state shown in status and metrics until one is accepted.
+        self.switch_fault = ""
         # Events to set when Redis comes back (harnesses of loops that want
         # to act at once: the heartbeat, the result writer).
         self.on_redis_back: List[gevent.event.Event] = []

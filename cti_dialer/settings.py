@@ -168,6 +168,10 @@ SETTINGS: Tuple[Setting, ...] = (
             "Seconds without a heartbeat after which another daemon settles a host's in-flight numbers.", reloadable=True),
     Setting("dialer", "drain_timeout", "5", _positive_float,
             "Seconds a graceful stop waits for pending Redis writes before exiting.", reloadable=True),
+    Setting("dialer", "state_dir", "", _str,
+            "Directory for the local journal of results and requeues that could not reach Redis before a "
+            "stop (written with fsync, replayed at the next start). Empty: $STATE_DIRECTORY when systemd "
+            "sets it (StateDirectory=), else no journal (such results are then settled as UNKNOWN)."),
     Setting("dialer", "result_maxlen", "1000000", _positive_int,
             "Approximate cap on entries kept in the results stream.", reloadable=True),
     Setting("dialer", "rejected_maxlen", "100000", _positive_int,

@@ -253,13 +253,18 @@ class Store:
                                  heartbeat=self.keys.alive(host), count=count)
 
     def queue_sizes(self, tasks: Sequence[Tuple[str, Optional[str]]]) -> Dict[str, Tuple[int, int]]:
-        """(numbers queued, redials pending) per (task, queue or None), in one round trip."""
+        """(numbers queued, redials pending) per (task, queue or None), in one round trip.
+
+        A key of the wrong type counts -1 instead of failing every task's
+        figures (the dispatcher reports that task as broken).
+        """
         pipe = self.r.pipeline(transaction=False)
         for task, queue in tasks:
             if queue:
                 pipe.llen(queue)
             pipe.zcard(self.keys.retries(task))
-        replies = iter(pipe.execute() if tasks else ())
+        replies = iter([-1 if isinstance(x, redis.ResponseError) else x
+                        for x in (pipe.execute(raise_on_error=False) if tasks else ())])
         return {task: (next(replies) if queue else 0, next(replies)) for task, queue in tasks}
 
     def write_status(self, fields: Dict, task_status: Dict[str, bytes], removed_tasks: Iterable[str] = ()):

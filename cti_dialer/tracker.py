@@ -51,6 +51,7 @@ class CallTracker:
         self.catalog = catalog              # source_of(claim), line(name), candidates(source, first group)
         self.writer = writer
         self.wakeups = wakeups
+        self.health = health
         self.stopping = health.stopping
         self.latency = latency              # histogram: originate written -> BACKGROUND_JOB
         self.events = gevent.queue.Queue()
@@ -257,8 +258,14 @@ class CallTracker:
                 self.latency.observe(max(0.0, time.time() - att.sent_at))
             if att.job_ok:
                 self.budget.accepted(time.time(), att.sent_at)
+                if self.health.switch_fault:
+                    log.info("FreeSWITCH accepts originates again")
+                    self.health.switch_fault = ""
             else:
                 att.job_cause = value
+                att.refused_by_switch = outcome.is_switch_fault(event.body)
+                if att.refused_by_switch:
+                    att.job_cause = event.body.strip()[:200]
                 if att.hangup_cause is None:
                     gevent.spawn_later(JOB_ERROR_GRACE, self._attempt_over, claim, att)
                     return
@@ -316,6 +323,9 @@ class CallTracker:
         """Act on an attempt's outcome; an attempt already acted on (or replaced) is left alone."""
         if claim.attempt is not att or claim.state not in ON_THE_SWITCH:
             return
+        if att.refused_by_switch and att.hangup_cause is None:
+            self._switch_refused(claim, att)
+            return
         verdict = att.verdict()
         cause = att.cause()
         if verdict == Verdict.THROTTLE:
@@ -335,6 +345,18 @@ class CallTracker:
             self._spawn(self._fail_over if verdict == Verdict.ROUTE else self._retry_throttled, claim, cause)
             return
         self.finish(claim, cause, verdict)
+
+    def _switch_refused(self, claim, att):
+        """The switch refused the command itself: nothing was dialed; the number waits, the host backs off."""
+        now = time.time()
+        self.budget.refused(now)
+        if not self.health.switch_fault:
+            log.error("FreeSWITCH refuses originates (%s): nothing is dialed, numbers wait in their queues; "
+                      "check the event socket's ACL and the password's permissions. Trying again after %.1fs",
+                      att.job_cause, self.budget.pause)
+        self.health.switch_fault = att.job_cause
+        self.stats[claim.owner]["switch_refused"] += 1
+        self.requeue(claim)
 
     def _park_unrung(self, claim):
         """Record that the claim's number has not rung: a crash now requeues it."""
@@ -374,6 +396,7 @@ class CallTracker:
         while source is not None and claim.group + 1 < len(source.line_groups) and not self.stopping.is_set():
             # The next groups may be busy right now: wait for a slot rather
             # than drop a number that never reached its callee.
+            tried_at = time.time()
             try:
                 if claim.line:
                     self.store.release_line(claim.line, claim.claim_id)
@@ -382,7 +405,10 @@ class CallTracker:
                 nxt = self.store.reserve_line(claim.claim_id, candidates, time.time(),
                                               self.config.dialer_line_lease_ttl) if candidates else None
             except REDIS_ERRORS as exc:
-                log.warning("failover of %s postponed: %s", claim.claim_id, exc)
+                # Redis away is not "no free line": that time does not count
+                # against failover_wait.
+                deadline += time.time() - tried_at + 0.2
+                log.warning("failover of %s postponed until Redis answers: %s", claim.claim_id, exc)
             if nxt is not None or time.time() >= deadline:
                 break
             self.stopping.wait(0.2)

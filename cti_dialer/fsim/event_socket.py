@@ -227,6 +227,10 @@ class EventSocket:
         self._switch = switch
         self._api = api
         self.password = password
+        # Commands the client's permissions do not allow (mod_event_socket's
+        # allowed-api list, an ACL mistake): each is answered
+        # "-ERR permission denied" and never run.
+        self.denied_commands = frozenset()
         self._lock = lock
         self.command_log: Deque[CommandRecord] = deque(maxlen=log_limit)
 
@@ -321,8 +325,11 @@ class EventSocket:
 
     def _bgapi_command(self, conn: Connection, text: str, cmd: Command):
         job_uuid = (cmd.headers.get("job-uuid") or "")[:36] or str(uuidlib.uuid4())
-        self._connections.send(conn, bgapi_reply(job_uuid))
         name, arg = split_api(text)
+        if name in self.denied_commands:
+            self._connections.send(conn, command_reply("-ERR permission denied"))
+            return
+        self._connections.send(conn, bgapi_reply(job_uuid))
         job = Job("bg", job_uuid, name, arg)
         result = self._api.run(job, conn.id, cmd.raw)
         if result is not None:

@@ -69,6 +69,7 @@ class FreeSwitchSimulator:
     max_sessions = _Setting("_switch")
     max_concurrent = _Setting("_switch")
     password = _Setting("_event_socket")
+    denied_commands = _Setting("_event_socket")   # e.g. {"originate"}: "-ERR permission denied"
     silent = _Setting("_connections")      # no output at all, sockets stay open
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, password: str = "ClueCon",

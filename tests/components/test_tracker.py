@@ -97,3 +97,31 @@ def test_a_disconnect_without_shutdown_leaves_calls_to_be_asked_about(world, tas
     world.tracker.start(task, [claim])
     world.tracker.handle(Disconnected("connection lost"))
     assert claim.state is ClaimState.SENT and world.r.llen("q:t1") == 0
+
+
+def test_a_switch_that_refuses_the_command_uses_up_no_number(world, task):
+    claim = claim_of(world)
+    world.tracker.start(task, [claim])
+    uuid = world.switch.uuids()[0]
+    world.tracker.handle(JobResult(uuid, "-ERR permission denied"))
+    world.tracker._attempt_over(claim, claim.attempt)          # the grace for a hangup is over
+    world.write()
+    assert claim.state is ClaimState.REQUEUED and world.results() == []
+    assert world.r.lrange("q:t1", 0, -1) == [b"1001"]
+    assert world.health.switch_fault == "-ERR permission denied"
+    assert world.budget.wait(NOW) > 0 or world.budget.pause > 0    # backed off
+    again = claim_of(world, "1002", "c2")
+    world.tracker.start(task, [again])
+    uuid = world.switch.uuids()[-1]
+    world.tracker.handle(JobResult(uuid, "+OK " + uuid))
+    assert world.health.switch_fault == ""
+
+
+def test_a_job_error_with_a_real_cause_is_still_the_callees(world, task):
+    claim = claim_of(world)
+    world.tracker.start(task, [claim])
+    uuid = world.switch.uuids()[0]
+    world.tracker.handle(JobResult(uuid, "-ERR USER_BUSY"))
+    world.tracker._attempt_over(claim, claim.attempt)
+    world.write()
+    assert [r["cause"] for r in world.results()] == ["USER_BUSY"] and world.health.switch_fault == ""

@@ -32,3 +32,31 @@ def test_a_requeue_goes_back_first_in_line_once(world):
     writer.loop(NOW)
     assert world.r.lrange("q:t1", 0, -1) == [b"2001", b"1001"]
     assert writer.pending_ids() == set()
+
+
+def test_the_journal_keeps_what_redis_could_not_take_and_replays_it_once(world, tmp_path):
+    writer = ResultWriter(world.store, str(tmp_path))
+    world.r.hset(world.keys.inflight, "c1", "{}")
+    world.r.hset(world.keys.inflight, "c2", "{}")
+    writer.finish("c1", "l1", {"number": "1001", "cause": "USER_BUSY"}, None,
+                  (world.keys.counters("t1"), {"results": 1}), (world.keys.retries("t1"), NOW + 60, b'{"raw":"1001"}'))
+    writer.requeue("c2", {"kind": "queue", "task": "t1", "queue": "q:t1", "back": "list", "raw": "1002",
+                          "line": "", "state": "claimed", "seen": None})
+    world.server.connected = False
+    writer.loop(NOW)
+    assert writer.save_journal() == 2
+    world.server.connected = True
+    again = ResultWriter(world.store, str(tmp_path))      # the next start
+    assert again.load_journal() == 2
+    again.loop(NOW)
+    assert [r["cause"] for r in world.results()] == ["USER_BUSY"]
+    assert world.r.zcard(world.keys.retries("t1")) == 1 and world.r.lrange("q:t1", 0, -1) == [b"1002"]
+    assert not (tmp_path / "pending-writes.jsonl").exists()
+    third = ResultWriter(world.store, str(tmp_path))
+    assert third.load_journal() == 0
+
+
+def test_no_state_dir_means_no_journal(world):
+    writer = ResultWriter(world.store)
+    writer.finish("c1", None, {"number": "1"}, None)
+    assert writer.save_journal() == 0 and writer.load_journal() == 0
