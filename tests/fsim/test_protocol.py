@@ -266,3 +266,13 @@ def test_huge_command_is_cut_off_and_answered(sim, client):
     client.send_raw(b"api " + b"a" * 200000 + b"\n\n")
     assert client.reply().text.startswith("-ERR aaaa")
     assert parse_event_plain(b"X: 1\n\n") == ({"X": "1"}, "")
+
+
+def test_a_command_the_clients_permissions_do_not_allow_is_refused_and_never_run(sim, client):
+    sim.denied_commands = frozenset({"originate"})
+    reply = client.command("bgapi originate {origination_uuid=den}null/1 8800 XML default\nJob-UUID: den")
+    assert reply.raw == b"Content-Type: command/reply\nReply-Text: -ERR permission denied\n\n"
+    assert sim.originates() == []
+    sim.denied_commands = frozenset()
+    assert client.command("bgapi originate {origination_uuid=ok1}null/1 8800 XML default").raw.startswith(
+        b"Content-Type: command/reply\nReply-Text: +OK Job-UUID:")
