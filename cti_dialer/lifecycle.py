@@ -26,6 +26,7 @@ class ClaimState(str, enum.Enum):
     REJECTED = "rejected"    # decided, never dialed: malformed or unsafe input
     ENDED = "ended"          # its result is written (or queued to be): final
     REQUEUED = "requeued"    # back where it came from, never rang: final
+    LOST = "lost"            # no longer this host's (taken over, settled elsewhere): dropped, final
 
 
 class ClaimEvent(str, enum.Enum):
@@ -34,21 +35,23 @@ class ClaimEvent(str, enum.Enum):
     PARK = "park"            # route failure or throttle: wait for the next try
     REQUEUE = "requeue"      # it never rang: give it back
     END = "end"              # the attempt is over: write the result
+    LOSE = "lose"            # Redis says the record is gone or another instance owns it
 
 
 S, E = ClaimState, ClaimEvent
 
 # state -> {event: next state}. A pair missing here is illegal.
 TRANSITIONS: Dict[ClaimState, Dict[ClaimEvent, ClaimState]] = {
-    S.CLAIMED: {E.SEND: S.SENT, E.REQUEUE: S.REQUEUED, E.END: S.ENDED},
-    S.SENT: {E.ANSWER: S.ANSWERED, E.PARK: S.PARKED, E.REQUEUE: S.REQUEUED, E.END: S.ENDED},
-    S.ANSWERED: {E.END: S.ENDED},
-    S.PARKED: {E.SEND: S.SENT, E.REQUEUE: S.REQUEUED, E.END: S.ENDED},
+    S.CLAIMED: {E.SEND: S.SENT, E.REQUEUE: S.REQUEUED, E.END: S.ENDED, E.LOSE: S.LOST},
+    S.SENT: {E.ANSWER: S.ANSWERED, E.PARK: S.PARKED, E.REQUEUE: S.REQUEUED, E.END: S.ENDED, E.LOSE: S.LOST},
+    S.ANSWERED: {E.END: S.ENDED, E.LOSE: S.LOST},
+    S.PARKED: {E.SEND: S.SENT, E.REQUEUE: S.REQUEUED, E.END: S.ENDED, E.LOSE: S.LOST},
     S.EXPIRED: {E.END: S.ENDED},
     S.DROPPED: {E.END: S.ENDED},
     S.REJECTED: {E.END: S.ENDED},
     S.ENDED: {},
     S.REQUEUED: {},
+    S.LOST: {},
 }
 
 # What a restart (or a takeover) does with an in-flight record in each state

@@ -22,6 +22,8 @@ pytestmark = pytest.mark.unit
     (S.EXPIRED, E.END, S.ENDED),
     (S.DROPPED, E.END, S.ENDED),
     (S.REJECTED, E.END, S.ENDED),
+    (S.PARKED, E.LOSE, S.LOST),             # taken over while parked: never sent again here
+    (S.ANSWERED, E.LOSE, S.LOST),           # settled by the host that took it over
 ])
 def test_allowed(state, event, after):
     assert lifecycle.allows(state, event)
@@ -41,6 +43,9 @@ def test_allowed(state, event, after):
     (S.DROPPED, E.SEND),
     (S.REJECTED, E.SEND),
     (S.CLAIMED, E.ANSWER),
+    (S.LOST, E.SEND),            # a lost claim is never dialed again here
+    (S.LOST, E.END),             # nor given a result by this host
+    (S.ENDED, E.LOSE),
 ])
 def test_illegal_raises_and_names_both(state, event):
     assert not lifecycle.allows(state, event)
@@ -52,7 +57,7 @@ def test_illegal_raises_and_names_both(state, event):
 
 def test_every_state_has_a_row_and_final_states_have_no_way_out():
     assert set(lifecycle.TRANSITIONS) == set(S)
-    assert lifecycle.FINAL == {S.ENDED, S.REQUEUED}
+    assert lifecycle.FINAL == {S.ENDED, S.REQUEUED, S.LOST}
     assert all(dst in S for _, _, dst in lifecycle.edges())
 
 
