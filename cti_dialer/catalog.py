@@ -9,20 +9,42 @@ reads Redis only through the store; it never dials and never waits.
 import datetime
 import logging
 import time
-from typing import Dict, Iterable, Optional, Tuple, Union
+from typing import Callable, Dict, Iterable, NamedTuple, Optional, Tuple, Union
 
 import gevent.event
 
 from . import keys as keymod, model, timewindow
 from .claim import Claim, Kind
-from .messages import ConfigChange
-from .model import as_text
+from .messages import MAX_KEY_CHARS, ConfigChange
 from .runtime import REDIS_ERRORS, Wakeups
 from .store import Candidates
 
 log = logging.getLogger("cti_dialer")
 
 Source = Union[model.Task, model.ScheduleConfig]
+
+# Reasons are kept (task status) and written (rejected records, log lines);
+# a value from Redis quoted in one must not make them large.
+MAX_REASON_CHARS = 500
+# Longer than any valid name (messages.MAX_KEY_CHARS characters of up to four
+# bytes): refused without being quoted or decoded.
+MAX_NAME_BYTES = 4 * MAX_KEY_CHARS
+# How much of a bad name a rejected record and a log line show.
+NAME_SHOWN_CHARS = 200
+
+
+def _raw_name(name) -> bytes:
+    """A name as Redis holds it: lookups and memos use this, never a decoded display form."""
+    return name if isinstance(name, bytes) else name.encode("utf-8")
+
+
+class _Table(NamedTuple):
+    """How the catalog reads and keeps one operator table."""
+    kind: str               # in rejected records and memos
+    read_all: Callable      # -> {raw name: raw value}
+    read_one: Callable      # name -> raw value (None when absent)
+    set: Callable           # (name, raw value or None)
+    states: Tuple[dict, ...]    # what is kept per (valid, existing) name
 
 
 class Catalog:
@@ -37,23 +59,40 @@ class Catalog:
         self.groups: Dict[str, model.LineGroup] = {}
         self.schedule_configs: Dict[str, model.ScheduleConfig] = {}
         self.schedule_config_errors: Dict[str, str] = {}
+        self._line_errors: Dict[str, str] = {}
+        self._group_errors: Dict[str, str] = {}
         self.loaded = gevent.event.Event()
         self._last_full_read = 0.0
-        self._reported: Dict[Tuple[str, str], str] = {}
+        # (kind, raw name) -> the reason last reported; only for names in Redis.
+        self._reported: Dict[Tuple[str, bytes], str] = {}
         self.wakeups = wakeups
+        store = self.store
+        # (Store methods are looked up at each call, not bound here.)
+        self._tables = {
+            keymod.TASK_TABLE: _Table("task", self._read_tasks, lambda n: store.read_task(n), self._set_task,
+                                      (self.tasks, self.task_errors)),
+            keymod.LINE_TABLE: _Table("line", lambda: store.read_lines(), lambda n: store.read_line(n),
+                                      self._set_line, (self.lines, self._line_errors)),
+            keymod.GROUP_TABLE: _Table("group", lambda: store.read_groups(), lambda n: store.read_group(n),
+                                       self._set_group, (self.groups, self._group_errors)),
+            keymod.SCHEDULE_CONFIG_TABLE: _Table(
+                "schedule_config", lambda: store.read_schedule_configs(), lambda n: store.read_schedule_config(n),
+                self._set_schedule_config, (self.schedule_configs, self.schedule_config_errors)),
+        }
 
     # --- component --------------------------------------------------------------
 
     def initialize(self):
         self.reload_all()
 
+    def reload_due(self, now: float) -> bool:
+        return now >= self._last_full_read + self.reload_interval
+
     def loop(self, now: float) -> float:
         """Reread everything every ``reload_interval`` (pub/sub can drop messages); returns the wait."""
-        due = self._last_full_read + self.reload_interval
-        if now >= due:
+        if self.reload_due(now):
             self.reload_all(now)
-            due = now + self.reload_interval
-        return max(0.0, due - now)
+        return max(0.0, self._last_full_read + self.reload_interval - now)
 
     def shutdown(self):
         pass
@@ -62,22 +101,8 @@ class Catalog:
 
     def reload_all(self, now: Optional[float] = None) -> None:
         """Reread every task, line, group and schedule config (after a reconnect and on a timer)."""
-        template, host = self.store.read_tasks()
-        tables = ((self.store.read_lines(), self.lines, {}, self._set_line),
-                  (self.store.read_groups(), self.groups, {}, self._set_group),
-                  (self.store.read_schedule_configs(), self.schedule_configs, self.schedule_config_errors,
-                   self._set_schedule_config))
-        for raw_table, known, errors, setter in tables:
-            names = {as_text(n) for n in raw_table}
-            for name in (set(known) | set(errors)) - names:
-                setter(name, None)
-            for name, raw in raw_table.items():
-                setter(name, raw)
-        names = {as_text(n) for n in template} | {as_text(n) for n in host}
-        for name in (set(self.tasks) | set(self.task_errors)) - names:
-            self._set_task(name, None, None)
-        for name in sorted(names):
-            self._set_task(name, template.get(name.encode()), host.get(name.encode()))
+        for table in (keymod.LINE_TABLE, keymod.GROUP_TABLE, keymod.SCHEDULE_CONFIG_TABLE, keymod.TASK_TABLE):
+            self._reload_table(table)
         self._last_full_read = now if now is not None else time.time()
         self.loaded.set()
         self.wakeups.everything()
@@ -87,17 +112,29 @@ class Catalog:
         if change.key is None:
             self.reload_all()
             return
-        if change.table == keymod.TASK_TABLE:
-            self._set_task(change.key, *self.store.read_task(change.key))
+        table = self._tables[change.table]
+        was_running = change.key in self.tasks
+        table.set(change.key, table.read_one(change.key))
+        if change.table != keymod.TASK_TABLE:
+            self.wakeups.everything()
+        elif was_running or change.key in self.tasks:
+            # Only tasks the dispatcher runs or must stop: a wake-up is state
+            # too, and the key may name nothing at all.
             self.wakeups.task(change.key)
-            return
-        read, setter = {
-            keymod.LINE_TABLE: (self.store.read_line, self._set_line),
-            keymod.GROUP_TABLE: (self.store.read_group, self._set_group),
-            keymod.SCHEDULE_CONFIG_TABLE: (self.store.read_schedule_config, self._set_schedule_config),
-        }[change.table]
-        setter(change.key, read(change.key))
-        self.wakeups.everything()
+
+    def _reload_table(self, name: str) -> None:
+        table = self._tables[name]
+        entries = {_raw_name(n): raw for n, raw in table.read_all().items()}
+        for gone in {n for state in table.states for n in state if _raw_name(n) not in entries}:
+            table.set(gone, None)
+        for memo in [m for m in self._reported if m[0] == table.kind and m[1] not in entries]:
+            del self._reported[memo]
+        for raw_name in sorted(entries):
+            table.set(raw_name, entries[raw_name])
+
+    def _read_tasks(self):
+        template, host = self.store.read_tasks()
+        return {name: (template.get(name), host.get(name)) for name in set(template) | set(host)}
 
     def _parse(self, parse, *args):
         """Run a model parser; any failure, even an unexpected one, is a ModelError."""
@@ -109,65 +146,101 @@ class Catalog:
             log.exception("unexpected error reading %r", args[0])
             raise model.ModelError("cannot be read: %s: %s" % (type(exc).__name__, exc)) from None
 
-    def _set_task(self, name, template_raw, host_raw):
-        name = as_text(name)
+    def _checked_name(self, kind, what, name, source, raw) -> Optional[str]:
+        """The name as text, or None when no entry can have it (reported; nothing is kept for it)."""
         try:
-            task = self._parse(model.merge_task, name, template_raw, host_raw, self.tz)
+            if len(_raw_name(name)) > MAX_NAME_BYTES:
+                raise model.ModelError("%s name is %d bytes long; no name is longer than %d characters"
+                                       % (what, len(_raw_name(name)), MAX_KEY_CHARS))
+            return model.check_name(name, what)
         except model.ModelError as exc:
-            self.task_errors[name] = str(exc)
-            self.tasks.pop(name, None)
-            source = self.keys.task_host if host_raw is not None else self.keys.task_template
-            self.report("task", name, source, host_raw if host_raw is not None else template_raw, str(exc))
-            return
-        self.task_errors.pop(name, None)
-        self._reported.pop(("task", name), None)
-        if task is None:
-            self.tasks.pop(name, None)
-            return
-        if self.tasks.get(name) != task:
-            log.info("task %r loaded (%s): limit=%d enable=%s queue=%r groups=%s",
-                     name, task.source, task.limit, task.enable, task.number_queue, ",".join(task.line_groups))
-        self.tasks[name] = task
+            self.report(kind, name, source, raw, str(exc))
+            return None
 
-    def _set_entry(self, kind, table, errors, key, parse, name, raw):
-        """Replace one parsed line, group or schedule config; a bad one is dropped and reported."""
-        name = as_text(name)
-        if raw is None:
-            table.pop(name, None)
-            errors.pop(name, None)
-            self._reported.pop((kind, name), None)
+    def _forget(self, kind, name, states) -> None:
+        """An entry gone from Redis: nothing is kept for its name."""
+        self._reported.pop((kind, _raw_name(name)), None)
+        if isinstance(name, bytes):
+            try:
+                name = name.decode("utf-8")
+            except UnicodeDecodeError:
+                return          # never kept under a decoded form
+        for state in states:
+            state.pop(name, None)
+
+    def _set_task(self, name, raws):
+        template_raw, host_raw = raws or (None, None)
+        if template_raw is None and host_raw is None:
+            self._forget("task", name, (self.tasks, self.task_errors))
+            return
+        source, raw = (self.keys.task_host, host_raw) if host_raw is not None else \
+            (self.keys.task_template, template_raw)
+        text = self._checked_name("task", "task", name, source, raw)
+        if text is None:
             return
         try:
-            table[name] = self._parse(parse, name, raw)
-            errors.pop(name, None)
-            self._reported.pop((kind, name), None)
+            task = self._parse(model.merge_task, text, template_raw, host_raw, self.tz)
         except model.ModelError as exc:
-            table.pop(name, None)
-            errors[name] = str(exc)
-            self.report(kind, name, key, raw, str(exc))
+            self.tasks.pop(text, None)
+            self.task_errors[text] = self.report("task", name, source, raw, str(exc))
+            return
+        self.task_errors.pop(text, None)
+        self._reported.pop(("task", _raw_name(name)), None)
+        if self.tasks.get(text) != task:
+            log.info("task %r loaded (%s): limit=%d enable=%s queue=%r groups=%s",
+                     text, task.source, task.limit, task.enable, task.number_queue, ",".join(task.line_groups))
+        self.tasks[text] = task
+
+    def _set_entry(self, kind, what, table, errors, key, parse, name, raw):
+        """Replace one parsed line, group or schedule config; a bad one is dropped and reported."""
+        if raw is None:
+            self._forget(kind, name, (table, errors))
+            return
+        text = self._checked_name(kind, what, name, key, raw)
+        if text is None:
+            return
+        try:
+            table[text] = self._parse(parse, text, raw)
+        except model.ModelError as exc:
+            table.pop(text, None)
+            errors[text] = self.report(kind, name, key, raw, str(exc))
+            return
+        errors.pop(text, None)
+        self._reported.pop((kind, _raw_name(name)), None)
 
     def _set_line(self, name, raw):
-        self._set_entry("line", self.lines, {}, self.keys.lines, model.parse_line, name, raw)
+        self._set_entry("line", "line", self.lines, self._line_errors, self.keys.lines, model.parse_line,
+                        name, raw)
 
     def _set_group(self, name, raw):
-        self._set_entry("group", self.groups, {}, self.keys.groups, model.parse_group, name, raw)
+        self._set_entry("group", "line group", self.groups, self._group_errors, self.keys.groups,
+                        model.parse_group, name, raw)
 
     def _set_schedule_config(self, name, raw):
-        self._set_entry("schedule_config", self.schedule_configs, self.schedule_config_errors,
+        self._set_entry("schedule_config", "schedule config", self.schedule_configs, self.schedule_config_errors,
                         self.keys.schedule_configs, model.parse_schedule_config, name, raw)
 
-    def report(self, kind, name, source, raw, reason):
-        """A rejected record for bad configuration or a bad message, once per distinct problem."""
+    def report(self, kind, name, source, raw, reason, **extra) -> str:
+        """A rejected record for bad configuration or a bad message, once per distinct problem.
+
+        Returns the reason as recorded (cut to MAX_REASON_CHARS). Entries are
+        remembered by their name as Redis holds it; messages are not (the
+        config watcher limits how many it reports).
+        """
+        reason = model.raw_repr(reason, MAX_REASON_CHARS)
+        memo = (kind, _raw_name(name))
         if kind != "message":
-            if self._reported.get((kind, name)) == reason:
-                return
-            self._reported[(kind, name)] = reason
-        log.error("rejected %s %r from %s: %s", kind, name, source, reason)
+            if self._reported.get(memo) == reason:
+                return reason
+            self._reported[memo] = reason
+        shown = model.raw_repr(name, NAME_SHOWN_CHARS)
+        log.error("rejected %s %r from %s: %s", kind, shown, source, reason)
         try:
-            self.store.reject({"ts": time.time(), "host": self.keys.host, "kind": kind, "name": name,
-                               "source": source, "raw": model.raw_repr(raw), "reason": reason})
+            self.store.reject({"ts": time.time(), "host": self.keys.host, "kind": kind, "name": shown,
+                               "source": source, "raw": model.raw_repr(raw), "reason": reason, **extra})
         except REDIS_ERRORS:
-            self._reported.pop((kind, name), None)
+            self._reported.pop(memo, None)
+        return reason
 
     # --- questions ---------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ are in ``keys``; this module says what goes in them.
 - ``TaskStatus``: one value of the hash ``cti_dialer_task_status@<host>``.
 """
 import dataclasses
-from typing import Mapping, NamedTuple, Optional, Union
+from typing import Dict, Iterable, List, Mapping, NamedTuple, Optional, Union
 
 import orjson
 
@@ -31,19 +31,38 @@ class ConfigChange(NamedTuple):
     key: Optional[str]      # None: reload the whole table
 
 
+# A config_change is a few hundred bytes; anything much larger is junk and is
+# refused before it is parsed, so its size never reaches a reason or a log.
+MAX_MESSAGE_BYTES = 16384
+# The longest task, line, group or schedule config name (model.check_name's
+# bound): a longer key can name nothing, so nothing is read or kept for it.
+MAX_KEY_CHARS = 128
+# A batch naming more keys of one table than this rereads the table instead:
+# one HGETALL rather than one read per key.
+MAX_KEYS_PER_TABLE = 32
+
+
+def _short(value, limit=60) -> str:
+    """repr of a value from a message, cut so a reason stays one short line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "...(%d characters)" % len(text)
+
+
 def _checked_change(msg) -> ConfigChange:
     # The order of the checks decides the reason given for a message with
     # several faults; it is the order the daemon has always used.
     if not isinstance(msg, dict):
         raise BadMessage("not a JSON object")
     if msg.get("type") != CONFIG_CHANGE:
-        raise BadMessage("type must be 'config_change', not %r" % (msg.get("type"),))
+        raise BadMessage("type must be 'config_change', not %s" % _short(msg.get("type")))
     table = msg.get("table")
     key = msg.get("key")
     if key is not None and (not isinstance(key, str) or not key):
         raise BadMessage("key must be a non-empty string when present")
+    if key is not None and len(key) > MAX_KEY_CHARS:
+        raise BadMessage("key is %d characters long; no name is longer than %d" % (len(key), MAX_KEY_CHARS))
     if table not in CONFIG_TABLES:
-        raise BadMessage("unknown table %r" % (table,))
+        raise BadMessage("unknown table %s" % _short(table))
     return ConfigChange(table, key)
 
 
@@ -61,11 +80,37 @@ def config_change(table: str, key: Optional[str] = None) -> bytes:
 
 def parse_config_change(data: Union[bytes, str]) -> ConfigChange:
     """A received config_change (bytes or text); BadMessage with the reason when malformed."""
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise BadMessage("message is %d %s long; a config_change is at most %d"
+                         % (len(data), "bytes" if isinstance(data, bytes) else "characters", MAX_MESSAGE_BYTES))
     try:
         msg = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise BadMessage(str(exc)) from None
     return _checked_change(msg)
+
+
+def coalesce(changes: Iterable[ConfigChange], max_keys: int = MAX_KEYS_PER_TABLE) -> List[ConfigChange]:
+    """The rereads that cover ``changes``: each (table, key) once, in first-seen order.
+
+    A change without a key rereads everything (as the daemon always has:
+    an operator who changed a whole table may have changed others), so
+    when there is one it alone is returned: it covers every other change,
+    before or after it (each reread reads Redis as it is now). More than
+    ``max_keys`` keys of one table are read the same way: a few whole hashes
+    instead of one read per key.
+    """
+    distinct: Dict[ConfigChange, None] = {}
+    per_table: Dict[str, int] = {}
+    for change in changes:
+        if change.key is None:
+            return [change]
+        if change not in distinct:
+            distinct[change] = None
+            per_table[change.table] = per_table.get(change.table, 0) + 1
+            if per_table[change.table] > max_keys:
+                return [ConfigChange(change.table, None)]
+    return list(distinct)
 
 
 # --- status records ----------------------------------------------------------------

@@ -2,6 +2,8 @@
 import datetime
 import json
 
+import pytest
+
 from cti_dialer import keys as keymod
 from cti_dialer.messages import ConfigChange
 
@@ -96,3 +98,119 @@ def test_candidates_keep_group_positions_and_skip_disabled_lines(world):
     task = world.catalog.tasks["t1"]
     assert world.catalog.candidates(task).groups == [[], [("l1", 2), ("l2", 3)]]
     assert world.catalog.candidates(task, 1).groups == [[("l1", 2), ("l2", 3)]]
+
+
+# --- hostile configuration (issue 12) ----------------------------------------------
+
+
+def status_of(world):
+    """Write the task status as housekeeping does; its hash's fields and its size in bytes."""
+    from cti_dialer.housekeeping import Housekeeping
+    if not hasattr(world, "housekeeping"):
+        world.housekeeping = Housekeeping(config=world.config, store=world.store, catalog=world.catalog,
+                                          tracker=world.tracker, writer=world.writer, health=world.health,
+                                          esl=world.switch, tz=world.config.dialer_timezone)
+    world.housekeeping.write_status(NOW)
+    fields = world.r.hgetall(world.keys.task_status)
+    return sorted(k.decode() for k in fields), sum(len(k) + len(v) for k, v in fields.items())
+
+
+def test_a_change_naming_nothing_leaves_nothing_behind(world):
+    world.line("l1", 2)
+    world.group("g1", "l1")
+    world.task("t1")
+    world.catalog.reload_all(NOW)
+    world.wakeups.take_tasks()
+    junk = ["no such task", "x" * 128, "\x00", "名字", "bad\\xff"]
+    for table in keymod.CONFIG_TABLES:
+        for key in junk:
+            world.catalog.apply(ConfigChange(table, key))
+    assert set(world.catalog.tasks) == {"t1"} and not world.catalog.task_errors
+    assert set(world.catalog.lines) == {"l1"} and set(world.catalog.groups) == {"g1"}
+    assert not world.catalog.schedule_configs and not world.catalog.schedule_config_errors
+    assert world.catalog._reported == {} and world.rejected() == []
+    assert world.wakeups.take_tasks() == (True, set())       # lines & co. wake all; no task name kept
+    names, size = status_of(world)
+    assert names == ["t1"] and size < 1000
+
+
+def test_a_deleted_broken_task_leaves_the_status(world):
+    world.r.hset(world.keys.task_template, "broken", b"{")
+    world.catalog.reload_all(NOW)
+    assert status_of(world)[0] == ["broken"]
+    world.r.hdel(world.keys.task_template, "broken")
+    world.catalog.apply(ConfigChange(keymod.TASK_TABLE, "broken"))
+    assert status_of(world)[0] == [] and world.catalog._reported == {}
+
+
+@pytest.mark.parametrize("table, kind", [
+    ("task_template", "task"), ("lines", "line"), ("groups", "group"), ("schedule_configs", "schedule_config")])
+def test_a_name_that_is_not_utf8_is_rejected_once_and_nothing_is_kept(world, table, kind):
+    world.line("l1", 2)
+    world.group("g1", "l1")
+    world.task("t1")
+    good = {"task_template": world.r.hget(world.keys.task_template, "t1"),
+            "lines": world.r.hget(world.keys.lines, "l1"), "groups": world.r.hget(world.keys.groups, "g1"),
+            "schedule_configs": json.dumps({"params": {"line_group": ["g1"], "destination_extension": "1"}})}
+    key = getattr(world.keys, table)
+    world.r.hset(key, b"bad\xff", good[table])
+    world.catalog.reload_all(NOW)
+    world.catalog.reload_all(NOW + 1)
+    rejected = world.rejected()
+    assert [(r["kind"], r["name"], r["source"]) for r in rejected] == [(kind, "bad\\xff", key)]
+    assert "name is not UTF-8" in rejected[0]["reason"]
+    # Never under its display name, nor anywhere else.
+    for state in (world.catalog.tasks, world.catalog.task_errors, world.catalog.lines, world.catalog.groups,
+                  world.catalog.schedule_configs, world.catalog.schedule_config_errors):
+        assert "bad\\xff" not in state and "bad\ufffd" not in state
+    assert world.catalog.task_state("t1", at(NOW)) == ("running", "")
+    assert status_of(world)[0] == ["t1"]
+    # Deleted, it is forgotten; written again, it is reported again.
+    world.r.hdel(key, b"bad\xff")
+    world.catalog.reload_all(NOW + 2)
+    assert world.catalog._reported == {}
+    world.r.hset(key, b"bad\xff", good[table])
+    world.catalog.reload_all(NOW + 3)
+    assert len(world.rejected()) == 2
+
+
+def test_a_display_name_is_never_looked_up(world):
+    """A valid task literally named like the display form of an invalid one is its own task."""
+    world.line("l1", 2)
+    world.group("g1", "l1")
+    world.task("bad\\xff")
+    world.r.hset(world.keys.task_template, b"bad\xff", b"{")
+    world.catalog.reload_all(NOW)
+    assert set(world.catalog.tasks) == {"bad\\xff"} and not world.catalog.task_errors
+    assert [r["reason"] for r in world.rejected()] == ["task name is not UTF-8"]
+
+
+def test_huge_names_and_values_in_redis_give_short_records(world):
+    world.line("l1", 2)
+    world.group("g1", "l1")
+    world.task("t1")
+    huge = "n" * (512 * 1024)
+    world.r.hset(world.keys.task_template, huge, b"{}")
+    world.r.hset(world.keys.lines, "n" * 129, b"{}")
+    world.task("t2", number_queue="q" * (512 * 1024))
+    world.catalog.reload_all(NOW)
+    rejected = {(r["kind"], r["name"][:3]): r for r in world.rejected()}
+    assert len(world.rejected()) == 3 and set(rejected) == {("task", "nnn"), ("line", "nnn"), ("task", "t2")}
+    for record in world.rejected():
+        assert sum(len(v) for v in record.values()) < 3500, record
+        assert len(record["reason"]) <= 520 and len(record["name"]) <= 220
+    assert rejected["task", "nnn"]["reason"] == \
+        "task name is 524288 bytes long; no name is longer than 128 characters"
+    assert rejected["task", "t2"]["reason"].endswith("...(truncated)")
+    names, size = status_of(world)
+    assert names == ["t1", "t2"] and size < 3000       # t2 exists: an error, with its reason cut short
+
+
+def test_a_change_without_a_key_rereads_everything(world):
+    world.catalog.reload_all(NOW)
+    world.line("l1", 2)
+    world.group("g1", "l1")
+    world.task("t1")
+    world.catalog.apply(ConfigChange(keymod.TASK_TABLE, None))
+    assert "t1" in world.catalog.tasks and "l1" in world.catalog.lines and "g1" in world.catalog.groups
+    assert world.wakeups.take_tasks() == (True, set())

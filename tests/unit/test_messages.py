@@ -4,7 +4,7 @@ import json
 import orjson
 import pytest
 
-from cti_dialer import keys, messages
+from cti_dialer import keys, messages, model
 from cti_dialer.messages import BadMessage, ConfigChange, HostStatus, TaskStatus
 
 pytestmark = pytest.mark.unit
@@ -90,6 +90,63 @@ def test_config_change_matches_the_documented_example():
 def test_config_change_refuses_what_a_daemon_would_reject(table, key, reason):
     with pytest.raises(BadMessage, match=reason):
         messages.config_change(table, key)
+
+
+def test_a_key_longer_than_any_name_is_refused_with_a_short_reason():
+    # MAX_KEY_CHARS is model.check_name's bound: the longest name it accepts.
+    longest = "k" * messages.MAX_KEY_CHARS
+    assert model.check_name(longest, "task") == longest
+    with pytest.raises(model.ModelError):
+        model.check_name(longest + "k", "task")
+    assert messages.parse_config_change(messages.config_change(keys.TASK_TABLE, longest)).key == longest
+    data = orjson.dumps({"type": "config_change", "table": keys.TASK_TABLE, "key": longest + "k"})
+    with pytest.raises(BadMessage, match="key is 129 characters long; no name is longer than 128"):
+        messages.parse_config_change(data)
+    with pytest.raises(BadMessage):
+        messages.config_change(keys.TASK_TABLE, longest + "k")
+
+
+@pytest.mark.parametrize("field", ["key", "type", "table", "by"])
+def test_a_huge_message_is_refused_unread_and_its_reason_is_short(field):
+    msg = {"type": "config_change", "table": keys.TASK_TABLE, field: "x" * (512 * 1024)}
+    with pytest.raises(BadMessage) as info:
+        messages.parse_config_change(orjson.dumps(msg))
+    assert str(info.value).startswith("message is 5243") and len(str(info.value)) < 100
+
+
+@pytest.mark.parametrize("field", ["type", "table"])
+def test_a_long_bad_value_is_quoted_short(field):
+    data = orjson.dumps({"type": "config_change", "table": keys.TASK_TABLE, field: "y" * 10000})
+    assert len(data) < messages.MAX_MESSAGE_BYTES
+    with pytest.raises(BadMessage) as info:
+        messages.parse_config_change(data)
+    assert "characters)" in str(info.value) and len(str(info.value)) < 150
+
+
+def C(table, key=None):
+    return ConfigChange(table, key)
+
+
+T, L, G = keys.TASK_TABLE, keys.LINE_TABLE, keys.GROUP_TABLE
+
+
+@pytest.mark.parametrize("changes, expected", [
+    ([], []),
+    ([C(T, "a"), C(T, "b"), C(T, "a"), C(L, "a"), C(T, "b")], [C(T, "a"), C(T, "b"), C(L, "a")]),
+    # A change without a key rereads everything: it covers the others, before and after it.
+    ([C(T, "a"), C(L, "x"), C(G), C(T, "b"), C(T)], [C(G)]),
+    ([C(t) for t in keys.CONFIG_TABLES] * 3, [C(T)]),
+])
+def test_coalesce(changes, expected):
+    assert messages.coalesce(changes) == expected
+
+
+def test_coalesce_turns_many_keys_of_a_table_into_one_whole_reread():
+    many = [C(T, "t%d" % i) for i in range(messages.MAX_KEYS_PER_TABLE + 1)]
+    lines = [C(L, "l%d" % i) for i in range(messages.MAX_KEYS_PER_TABLE)]
+    assert messages.coalesce(many[:-1] + lines + many[:-1]) == many[:-1] + lines
+    assert messages.coalesce(lines + many) == [C(T)]
+    assert messages.coalesce(many, max_keys=1000) == many
 
 
 @pytest.mark.parametrize("host, channel", [(None, "config@all"), ("", "config@all"), ("fs7", "config@fs7")])
