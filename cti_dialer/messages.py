@@ -14,7 +14,7 @@ from typing import Dict, Iterable, List, Mapping, NamedTuple, Optional, Union
 import orjson
 
 from .keys import CONFIG_TABLES
-from .model import ModelError, as_text, loads
+from .model import NAME_MAX, ModelError, as_text, loads
 
 CONFIG_CHANGE = "config_change"
 
@@ -34,9 +34,8 @@ class ConfigChange(NamedTuple):
 # A config_change is a few hundred bytes; anything much larger is junk and is
 # refused before it is parsed, so its size never reaches a reason or a log.
 MAX_MESSAGE_BYTES = 16384
-# The longest task, line, group or schedule config name (model.check_name's
-# bound): a longer key can name nothing, so nothing is read or kept for it.
-MAX_KEY_CHARS = 128
+# A key longer than any name can be names nothing, so nothing is read or kept for it.
+MAX_KEY_CHARS = NAME_MAX
 # A batch naming more keys of one table than this rereads the table instead:
 # one HGETALL rather than one read per key.
 MAX_KEYS_PER_TABLE = 32

@@ -90,6 +90,11 @@ def _name_list(value, where):
     return tuple(value)
 
 
+# The longest task, line, group or schedule config name: names go into key
+# names, logs and status records.
+NAME_MAX = 128
+
+
 def check_name(name, what):
     """Task, line and group names go into key names and logs: printable, no spaces."""
     if isinstance(name, bytes):
@@ -97,8 +102,9 @@ def check_name(name, what):
             name = name.decode("utf-8")
         except UnicodeDecodeError:
             raise ModelError("%s name is not UTF-8" % what) from None
-    if not name or len(name) > 128 or any(c.isspace() or not c.isprintable() for c in name):
-        raise ModelError("%s name %r must be 1..128 printable characters without spaces" % (what, name))
+    if not name or len(name) > NAME_MAX or any(c.isspace() or not c.isprintable() for c in name):
+        raise ModelError("%s name %s must be 1..%d printable characters without spaces"
+                         % (what, raw_repr(repr(name), 200), NAME_MAX))
     return name
 
 

@@ -228,6 +228,9 @@ class CallTracker:
 
     def reject(self, claim, reason):
         """Bad input found after the claim: rejected record plus a REJECTED_INPUT result."""
+        # Reasons quote the bad value; it may be huge, and the reason also
+        # lands in the status record (last_error).
+        reason = model.raw_repr(reason, 500)
         log.error("rejected number entry from %s (%s %r): %s", claim.home_key,
                   "task" if claim.kind == Kind.QUEUE else "schedule config", claim.source_name, reason)
         self.last_error[claim.owner] = "rejected number entry: %s" % reason
