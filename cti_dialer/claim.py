@@ -32,9 +32,11 @@ class HomeType(str, enum.Enum):
     SORTED_SET = "zset"      # the schedule set or a task's redial set, with its score
 
 
-# The fields of an in-flight record, with the JSON type each holds.
+# The fields of an in-flight record, with the JSON type each holds. ``owner``
+# (the instance id of the daemon that may act on the record) comes first in the
+# JSON: the scripts check and rewrite it by that prefix, never decoding the rest.
 RECORD_FIELDS = {
-    "kind": str, "task": str, "queue": str, "back": str, "raw": str, "line": str, "group": int,
+    "owner": str, "kind": str, "task": str, "queue": str, "back": str, "raw": str, "line": str, "group": int,
     "state": str, "uuid": str, "claimed_at": (int, float), "sent_at": (int, float), "attempt": int,
     "try": int, "sent": int, "done": dict, "score": (int, float), "seen": (str, type(None)),
 }
@@ -86,12 +88,15 @@ class Claim:
         """``task`` or ``config``: what the source is called in logs and results."""
         return "task" if self.kind == Kind.QUEUE else "config"
 
-    def to_record(self, state: Optional[ClaimState] = None) -> Dict[str, Any]:
-        """The in-flight record (what recovery reads after a crash)."""
+    def to_record(self, state: Optional[ClaimState] = None, owner: str = "") -> Dict[str, Any]:
+        """The in-flight record (what recovery reads after a crash).
+
+        ``Store`` writes its own instance id as ``owner`` whatever is passed here.
+        """
         state = lifecycle.recorded_as(state or self.state)
         raw = self.home_raw if self.home_raw is not None else self.raw
         att = self.attempt
-        return {"kind": self.kind.value, "task": self.source_name, "queue": self.home_key,
+        return {"owner": owner, "kind": self.kind.value, "task": self.source_name, "queue": self.home_key,
                 "back": self.home_type.value, "raw": raw.decode("utf-8", "surrogateescape"),
                 "line": self.line or "", "group": self.group, "state": state.value,
                 "uuid": att.uuid if att else "", "claimed_at": self.claimed_at,

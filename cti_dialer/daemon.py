@@ -101,10 +101,35 @@ class Daemon:
         gevent.signal_handler(signal.SIGTERM, self.stopping.set)
         gevent.signal_handler(signal.SIGINT, self.stopping.set)
         gevent.signal_handler(signal.SIGHUP, self.reload_requested.set)
+        if not self.claim_host_name():
+            return 1
         self.start()
         self.stopping.wait()
         self.shutdown()
-        return 0
+        return 1 if self.health.name_lost else 0
+
+    def claim_host_name(self):
+        ttl = store_module.HOST_NAME_TTL
+        deadline = None
+        while not self.stopping.is_set():
+            try:
+                hold = self.store.claim_host(ttl=ttl)
+            except REDIS_ERRORS as exc:
+                log.warning("cannot claim host name %s yet: %s", self.host, exc)
+                self.stopping.wait(1)
+                continue
+            if hold.ok:
+                log.info("host name %s claimed by instance %s", self.host, self.store.instance_id)
+                return True
+            deadline = deadline or time.time() + ttl + 2.0
+            if time.time() >= deadline:
+                log.error("host name %s is held by another running instance %s (its claim has %.1fs left): "
+                          "refusing to start", self.host, hold.holder, hold.ttl)
+                return False
+            log.warning("host name %s is held by instance %s (%.1fs left): waiting for it to expire",
+                        self.host, hold.holder, hold.ttl)
+            self.stopping.wait(0.5)
+        return False
 
     def start(self):
         config = self.config
@@ -156,6 +181,11 @@ class Daemon:
                           "([dialer] state_dir); their numbers stay in-flight and are settled at the next start",
                           len(self.writer.results), len(self.writer.requeues))
         self.housekeeping.shutdown()
+        if not self.health.name_lost:
+            try:
+                self.store.release_host()
+            except REDIS_ERRORS:
+                pass
         for g in self._greenlets:
             g.kill(block=False)
         self.watcher.shutdown()

@@ -116,6 +116,7 @@ class QueueDispatcher:
             return FAULT_RETRY
         except REDIS_ERRORS as exc:
             budget.give_back(granted)
+            self.health.redis_trouble_at = now        # the claim may have run: housekeeping looks soon
             log.warning("claim for task %r failed: %s", task.name, exc)
             return pacing.BLOCKED_WAIT
         if self.task_faults.pop(task.name, None):

@@ -13,6 +13,8 @@ import time
 
 from . import __version__, messages, originate, pacing
 from .esl import EslError
+from .lifecycle import ClaimState
+from .model import as_text
 from .runtime import REDIS_ERRORS
 from .tracker import STRANDED_AFTER
 
@@ -20,6 +22,13 @@ log = logging.getLogger("cti_dialer")
 
 # How often in-flight records nobody follows are looked for.
 SWEEP_INTERVAL = 60.0
+# For this long after Redis trouble (a reconnect, a failed claim), records
+# still "claimed" and older than QUICK_STRANDED that nobody here holds are put
+# back at every heartbeat: a claim whose reply was lost. A live claim is
+# "claimed" for milliseconds, and one requeued under a dispatcher's feet is
+# refused at mark-sent (its record is gone), so this can never dial twice.
+QUICK_SWEEP_FOR = 60.0
+QUICK_STRANDED = 5.0
 # Housekeeping runs this often; a heartbeat lives for takeover_after but never
 # less than three of these, so a live host can never look gone between two.
 HEARTBEAT_INTERVAL = 2.0
@@ -43,7 +52,7 @@ class Housekeeping:
         self.task_faults = task_faults if task_faults is not None else {}   # the dispatcher's, read-only here
         self.started_at = time.time()
         self.queue_lengths = {}
-        self._status_tasks = set()
+        self._status_tasks = None      # None until the first write reads what an earlier run left
         self._last_sweep = self._last_reconcile = 0.0
         self._limits_read_at = 0.0
         self.switch_limits_stale = True
@@ -62,9 +71,11 @@ class Housekeeping:
         never stop the heartbeat or the settling of a dead host's numbers."""
         esl_up = self.esl.ready.is_set()
         if self.health.redis_ok.is_set():
-            self._step("heartbeat", self.store.heartbeat, self.heartbeat_ttl())
+            self._step("heartbeat", self._heartbeat)
             self._step("lease renewal", self.tracker.renew_leases, now)
             self._step("status", self.write_status, now)
+            if now - self.health.redis_trouble_at < QUICK_SWEEP_FOR:
+                self._step("quick sweep", self.sweep_unclaimed_claims)
             if esl_up and now - self._last_sweep >= min(SWEEP_INTERVAL, self.config.dialer_takeover_after):
                 self._last_sweep = now
                 self._step("sweep", self.sweep_stranded)
@@ -81,6 +92,20 @@ class Housekeeping:
             fn(*args)
         except (EslError, *REDIS_ERRORS) as exc:
             log.warning("housekeeping, %s: %s", name, exc)
+
+    def _heartbeat(self):
+        if not self.store.heartbeat(self.heartbeat_ttl(), 3 * HEARTBEAT_INTERVAL) and not self.health.name_lost:
+            log.error("host name %s is now held by another instance: this one stops dialing and exits",
+                      self.store.keys.host)
+            self.health.name_lost = True
+            self.health.stopping.set()
+
+    def sweep_unclaimed_claims(self):
+        claimed = {cid: rec for cid, rec in self.store.inflight().items()
+                   if rec.get("state") == ClaimState.CLAIMED.value}
+        counts = self.tracker.recover(claimed, older_than=QUICK_STRANDED) if claimed else {}
+        if counts:
+            log.warning("put back claimed numbers whose claim reply was lost: %s", dict(counts))
 
     def sweep_stranded(self):
         counts = self.tracker.recover(self.store.inflight(), older_than=STRANDED_AFTER)
@@ -145,6 +170,8 @@ class Housekeeping:
                 failed=counters.get("failed", 0), rejected=counters.get("rejected", 0),
                 last_error=catalog.task_errors.get(name) or tracker.last_error.get(name, ""),
                 counters=self.store.keys.counters(name), updated=now))
+        if self._status_tasks is None:
+            self._status_tasks = {as_text(n) for n in self.store.status_task_names()}
         removed = [n for n in self._status_tasks if n not in tasks]
         self._status_tasks = set(tasks)
         self.store.write_status(messages.encode_host_status(messages.HostStatus(

@@ -105,12 +105,21 @@ class Keys:
         return "cti_dialer_counter@%s:%s" % (self.domain, owner)
 
     def seen(self, owner, entry_id):
-        """String with TTL: an entry id already taken for this task (idempotent enqueue)."""
-        return "cti_dialer_seen@%s:%s:%s" % (self.domain, owner, entry_id)
+        """String with TTL: an entry id already taken for this task (idempotent enqueue).
+
+        The owner is length-prefixed (``<domain>:3:a:b:x`` is task ``a:b``,
+        id ``x``; ``<domain>:1:a:b:x`` is task ``a``, id ``b:x``): both may
+        contain ':', and a plain join let two pairs share a key.
+        """
+        return "cti_dialer_seen@%s:%d:%s:%s" % (self.domain, len(owner), owner, entry_id)
 
     def alive(self, host=None):
         """String with TTL: present while a host's daemon is alive (its heartbeat)."""
         return "cti_dialer_alive@%s" % (host or self.host)
+
+    def instance(self, host=None):
+        """String with TTL: the instance id of the one running daemon that holds a host name."""
+        return "cti_dialer_instance@%s" % (host or self.host)
 
     def inflight_of(self, host):
         return "cti_dialer_inflight@%s" % host

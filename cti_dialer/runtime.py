@@ -34,6 +34,10 @@ class Health:
         # Why the switch refuses our originates ("" while it does not): an
         # error state shown in status and metrics until one is accepted.
         self.switch_fault = ""
+        self.name_lost = False      # another instance holds this host's name: stop, exit 1
+        # Last time a Redis reply may have been lost (a reconnect, a failed
+        # claim): a claim script may have run without our hearing of it.
+        self.redis_trouble_at = 0.0
         # Events to set when Redis comes back (harnesses of loops that want
         # to act at once: the heartbeat, the result writer).
         self.on_redis_back: List[gevent.event.Event] = []
@@ -43,6 +47,8 @@ class Health:
         return self.redis_ok.is_set() and self.esl_ready.is_set()
 
     def redis_up(self):
+        if self.redis_connects:
+            self.redis_trouble_at = time.time()
         self.redis_connects += 1
         if not self.redis_ok.is_set():
             log.info("Redis connected")

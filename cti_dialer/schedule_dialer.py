@@ -5,13 +5,16 @@ atomically with a line slot, or under the seed's rule (expired: not called;
 no free line: written back a minute later, or dropped when it has no
 ``expires`` or would expire first). The rule lives in the claim script
 (``scripts.CLAIM_SCHEDULED``), where it is atomic across daemons. A poll
-costs O(log N) in the set's size.
+costs O(log N) in the set's size. A member that cannot be dialed (malformed,
+an unknown config, a score of -inf or +inf) is taken out of the set with a
+rejected record and a result, never left to block or vanish.
 """
 import datetime
 import logging
+import math
 import uuid as uuidlib
 
-from . import model, outcome
+from . import model, outcome, scripts
 from .claim import Claim, HomeType, Kind, redial_state
 from .lifecycle import ClaimState
 from .outcome import Verdict
@@ -64,6 +67,9 @@ class ScheduleDialer:
             except model.ModelError as exc:
                 self._reject(member, score, claim_id, "", str(exc), now)
                 continue
+            if not math.isfinite(score):
+                self._reject(member, score, claim_id, scheduled.config, _bad_score(score), now)
+                continue
             problem = self.catalog.schedule_config_problem(scheduled.config)
             if problem:
                 self._reject(member, score, claim_id, scheduled.config, problem, now)
@@ -74,14 +80,26 @@ class ScheduleDialer:
         replies = self.store.claim_scheduled(items, now, self.config.dialer_line_lease_ttl,
                                              self.config.dialer_schedule_retry_delay) if items else []
         by_config = {}
+        host_taken = False
         for (member, claim_id, _, _, _), (status, line_name, group) in zip(items, replies):
             scheduled, score, config = parsed[claim_id]
+            if status == scripts.HOST_TAKEN:
+                host_taken = True
+                continue
+            if status == scripts.ERROR:
+                log.error("schedule member %s (config %r) not claimed, it stays in the set: %s",
+                          scheduled.entry.number, config.name, line_name)
+                continue
             claim = Claim(claim_id=claim_id, kind=Kind.SCHEDULE, source_name=config.name,
                           home_key=self.store.keys.schedule_numbers, raw=member, entry=scheduled.entry,
                           line=line_name if status == "ok" else None, group=group or 0, claimed_at=now,
                           score=score, expires=scheduled.expires, home_type=HomeType.SORTED_SET)
             _, claim.attempt_no, claim.done = redial_state(Kind.SCHEDULE, HomeType.SORTED_SET, member)
-            if status == "ok":
+            if status == ClaimState.REJECTED.value:
+                # Its score changed to -inf or +inf after it was read.
+                claim.state = ClaimState.REJECTED
+                self.tracker.reject(claim, line_name)
+            elif status == "ok":
                 by_config.setdefault(config.name, (config, []))[1].append(claim)
             elif status == "expired":
                 log.info("schedule member %s (config %r) expired at %s: not called",
@@ -99,15 +117,22 @@ class ScheduleDialer:
                          scheduled.entry.number, config.name,
                          datetime.datetime.fromtimestamp(line_name, self.tz).isoformat(timespec="seconds"))
                 self.tracker.note(claim.owner, "requeued")
+        if host_taken:
+            log.error("host name %s is held by another instance: no schedule member claimed",
+                      self.store.keys.host)
         budget.give_back(len(members) - sum(len(claims) for _, claims in by_config.values()))
         for config, claims in by_config.values():
             self.tracker.start(config, claims)
-        return len(members) == batch
+        return len(members) == batch and not host_taken
 
     def _reject(self, member, score, claim_id, config_name, reason, now):
         if not self.store.take_rejected(member, claim_id, now, reason, config_name):
-            return      # another daemon took it first
+            return      # another daemon took it first, or this host's name is another instance's
         claim = Claim(claim_id=claim_id, kind=Kind.SCHEDULE, source_name=config_name,
                       home_key=self.store.keys.schedule_numbers, raw=member, entry=None, line=None, group=0,
                       claimed_at=now, score=score, home_type=HomeType.SORTED_SET, state=ClaimState.REJECTED)
         self.tracker.reject(claim, reason)
+
+
+def _bad_score(score: float) -> str:
+    return "score %s is not a time to call (ZADD the unix time to call at)" % score

@@ -10,7 +10,17 @@ The states written into in-flight records are ``lifecycle.ClaimState``
 values passed as ARGV, so no state string is spelled in Lua; the record's
 fields are those of ``claim.Claim.to_record`` (the store contract tests check
 that the two agree).
+
+Ownership: every in-flight record names the daemon instance that may act on
+it (``owner``, the first field of its JSON), and a host's name
+(``cti_dialer_instance@<host>``) names the one instance running under it.
+Every script that touches an existing record acts only while the record is
+there and the caller may act on it (``may_act`` below), and otherwise
+changes nothing and answers ``lost``. A Lua error does not undo the writes
+made before it, so every script checks and encodes what it will write before
+its first write.
 """
+import json
 import weakref
 from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -25,10 +35,12 @@ from .model import as_text
 OK = "ok"
 EMPTY = "empty"            # CLAIM_NUMBERS: no number waiting
 NO_LINE = "no_line"        # CLAIM_NUMBERS: every line full
-GONE = "gone"              # CLAIM_SCHEDULED: not in the set, or not due
+GONE = "gone"              # CLAIM_SCHEDULED, TAKE_REJECTED: not in the set, or not due
 REQUEUED = "requeued"      # CLAIM_SCHEDULED: no line, written back for later
 DNC = "dnc"                # MARK_SENT: the number is on the do-not-call list
 DUPLICATE = "duplicate"    # MARK_SENT: another claim holds the same idempotency id
+LOST = "lost"              # the record is gone (settled, requeued, taken over) or another instance owns it
+HOST_TAKEN = "host_taken"  # claim scripts: another running instance holds this host's name
 
 # Line groups as the claim scripts take them: per group, in order of
 # preference, its (line name, limit) pairs.
@@ -56,36 +68,107 @@ def _group_args(groups: LineGroups) -> List:
     return out
 
 
+def encode_record(owner: str, record: Dict) -> bytes:
+    """An in-flight record's JSON as the scripts expect it: ``{"owner":"<owner>",...``.
+
+    Whatever ``owner`` the record carries is replaced: a writer can only
+    write as itself.
+    """
+    doc = {"owner": owner}
+    doc.update((name, value) for name, value in record.items() if name != "owner")
+    try:
+        return orjson.dumps(doc)
+    except TypeError:
+        # A raw entry that is not UTF-8 travels as surrogates; its bytes go
+        # back as they came, as cjson writes them in the claim scripts.
+        return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogateescape")
+
+
+# Shared by the scripts below. A record's owner is read and rewritten through
+# the prefix '{"owner":"<id>"' that both encoders write: decoding and
+# re-encoding a record in Lua would round its times to 14 digits, and cjson
+# fails on what it cannot encode. Instance ids never contain '"'.
+RECORDS = r"""
+local function owner_of(record)
+  return string.match(record, '^{"owner":"([^"]*)"')
+end
+-- Whether instance `me` may act on an existing `record` of a host whose name
+-- `holder` holds (false: nobody). Never when another instance holds the name.
+-- While we hold it, only on records naming us, or naming nobody (written
+-- before owners existed): taking the name rewrites every record to name the
+-- taker. While nobody holds it (a crash or a cut-off expired it, or daemons
+-- that do not claim names), the writer named in a record has provably left
+-- or is the caller, so the record's existence is what counts.
+local function may_act(me, holder, record)
+  if not record then return false end
+  if not holder then return true end
+  if holder ~= me then return false end
+  local owner = owner_of(record)
+  return owner == nil or owner == me
+end
+local function with_owner(record, me)
+  local head = '{"owner":"' .. me .. '"'
+  local _, stop = string.find(record, '^{"owner":"[^"]*"')
+  if stop then return head .. string.sub(record, stop + 1) end
+  if string.find(record, '^{%s*}$') then return head .. '}' end
+  if string.sub(record, 1, 1) == '{' then return head .. ',' .. string.sub(record, 2) end
+  return nil
+end
+local function new_record(me, fields)
+  local ok, encoded = pcall(cjson.encode, fields)
+  if not ok then return nil, tostring(encoded) end
+  return '{"owner":"' .. me .. '",' .. string.sub(encoded, 2)
+end
+local function finite(x)
+  return x ~= nil and x == x and x ~= math.huge and x ~= -math.huge
+end
+local function host_taken(name_key, me)
+  local holder = redis.call('GET', name_key)
+  return holder and holder ~= me
+end
+"""
+
+
 # Claim numbers from a task's queue together with a line slot for each.
 #
 # KEYS[1]      number queue (list; upstream LPUSHes, so the oldest is on the right)
 # KEYS[2]      this host's in-flight hash
 # KEYS[3]      the task's redial sorted set (score = due time); due redials go first
-# KEYS[4..]    line lease sorted sets, one per candidate line, in ARGV order
+# KEYS[4]      this host's name key (cti_dialer_instance@<host>)
+# KEYS[5..]    line lease sorted sets, one per candidate line, in ARGV order
 # ARGV[1]      now (unix seconds)
 # ARGV[2]      lease expiry (unix seconds)
 # ARGV[3]      task name (copied into the in-flight record)
 # ARGV[4]      state of the new records (ClaimState.CLAIMED)
-# ARGV[5]      number of line groups G
+# ARGV[5]      state of a redial member that is not dialable (ClaimState.REJECTED)
+# ARGV[6]      our instance id (the new records' owner)
+# ARGV[7]      number of line groups G
 # then for each group: n, followed by n pairs (line name, line limit)
 # then the claim ids to use, one per number wanted (their count is the batch)
 #
 # Returns {status, id1, raw1, line1, group1, from1, id2, ...}; from is "list"
 # or "zset" (a redial member); status is "ok",
-# "empty" (no number waiting) or "no_line" (every line full). A number is
+# "empty" (no number waiting), "no_line" (every line full) or "host_taken"
+# (another instance holds this host's name: nothing is claimed). A number is
 # popped only when a line slot is taken for it in the same step, and is in
 # the in-flight hash before the script returns: a crash can never lose it.
 # Within a group the least-loaded line (count / limit) is chosen.
-CLAIM_NUMBERS = r"""
+# A redial member scored -inf or +inf (ZADD accepts both) has no time and
+# cjson cannot encode its score: it is moved, under the next claim id, into
+# the in-flight hash as ARGV[5] with a reason and no line, and is not
+# returned; the sweep of stranded records writes its rejected record and
+# result.
+CLAIM_NUMBERS = RECORDS + r"""
 local now = tonumber(ARGV[1])
 local expiry = tonumber(ARGV[2])
 local task = ARGV[3]
-local claimed = ARGV[4]
-local ngroups = tonumber(ARGV[5])
+local claimed, rejected, me = ARGV[4], ARGV[5], ARGV[6]
+if host_taken(KEYS[4], me) then return {'host_taken'} end
+local ngroups = tonumber(ARGV[7])
 local groups = {}
 local bykey = {}
-local a = 6
-local k = 4
+local a = 8
+local k = 5
 for g = 1, ngroups do
   local n = tonumber(ARGV[a]); a = a + 1
   local lines = {}
@@ -103,7 +186,21 @@ for g = 1, ngroups do
   groups[g] = lines
 end
 local out = {'ok'}
-for idx = a, #ARGV do
+local idx = a
+local function reject_redial(member, score)
+  local record = new_record(me, {kind = 'queue', task = task, queue = KEYS[3], back = 'zset', raw = member,
+    score = 0, state = rejected, claimed_at = now,
+    reason = 'redial member scored ' .. score .. ': not a time to call'})
+  if not record then return false end
+  redis.call('ZREM', KEYS[3], member)
+  redis.call('HSET', KEYS[2], ARGV[idx], record)
+  idx = idx + 1
+  return true
+end
+for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '+inf', '+inf', 'LIMIT', 0, #ARGV - idx + 1)) do
+  if not reject_redial(member, 'inf') then break end
+end
+while idx <= #ARGV do
   local best, bestg = nil, nil
   for g = 1, ngroups do
     for _, line in ipairs(groups[g]) do
@@ -121,21 +218,36 @@ for idx = a, #ARGV do
   local due = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'WITHSCORES', 'LIMIT', 0, 1)
   if #due > 0 then
     raw, from, source, score = due[1], 'zset', KEYS[3], tonumber(due[2])
-    redis.call('ZREM', KEYS[3], raw)
   else
-    raw = redis.call('RPOP', KEYS[1])
+    raw = redis.call('LINDEX', KEYS[1], -1)
   end
   if not raw then
     if #out == 1 then out[1] = 'empty' end
     return out
   end
-  local id = ARGV[idx]
-  redis.call('ZADD', best.key, expiry, id)
-  best.count = best.count + 1
-  redis.call('HSET', KEYS[2], id, cjson.encode({kind = 'queue', task = task, queue = source, back = from,
-    raw = raw, score = score, line = best.name, group = bestg - 1, state = claimed, claimed_at = now}))
-  table.insert(out, id); table.insert(out, raw); table.insert(out, best.name); table.insert(out, bestg - 1)
-  table.insert(out, from)
+  local record, err = nil, nil
+  if finite(score) then
+    record, err = new_record(me, {kind = 'queue', task = task, queue = source, back = from, raw = raw,
+      score = score, line = best.name, group = bestg - 1, state = claimed, claimed_at = now})
+  elseif reject_redial(raw, due[2]) then
+    record = false
+  end
+  if record == nil then
+    -- Nothing of this entry is written: it stays first in line.
+    if #out == 1 then
+      return redis.error_reply('cannot encode the in-flight record of an entry of ' .. source .. ': ' .. (err or ''))
+    end
+    return out
+  end
+  if record then
+    local id = ARGV[idx]; idx = idx + 1
+    if from == 'zset' then redis.call('ZREM', KEYS[3], raw) else redis.call('RPOP', KEYS[1]) end
+    redis.call('ZADD', best.key, expiry, id)
+    best.count = best.count + 1
+    redis.call('HSET', KEYS[2], id, record)
+    table.insert(out, id); table.insert(out, raw); table.insert(out, best.name); table.insert(out, bestg - 1)
+    table.insert(out, from)
+  end
 end
 return out
 """
@@ -150,17 +262,20 @@ class Claimed(NamedTuple):
     origin: str         # "list" (the queue) or "zset" (a due redial member)
 
 
-def claim_numbers(client, *, queue: str, inflight: str, redials: str, leases: Sequence[str], groups: LineGroups,
-                  task: str, claim_ids: Sequence[str], now: float, expiry: float) -> Tuple[str, List[Claimed]]:
+def claim_numbers(client, *, queue: str, inflight: str, redials: str, host_name: str, leases: Sequence[str],
+                  groups: LineGroups, task: str, owner: str, claim_ids: Sequence[str], now: float,
+                  expiry: float) -> Tuple[str, List[Claimed]]:
     """Run CLAIM_NUMBERS: up to len(claim_ids) numbers, each recorded "claimed" with a line slot.
 
     ``leases`` are the lease keys of the lines of ``groups``, in the same
-    order. Returns (OK, EMPTY or NO_LINE, the numbers taken); the status
-    says why the batch stopped short, if it did.
+    order. Returns (OK, EMPTY, NO_LINE or HOST_TAKEN, the numbers taken); the
+    status says why the batch stopped short, if it did. Claim ids that come
+    back neither taken nor unused went to redial members that were rejected.
     """
     reply = _script(client, CLAIM_NUMBERS)(
-        keys=[queue, inflight, redials, *leases],
-        args=[now, expiry, task, ClaimState.CLAIMED.value, *_group_args(groups), *claim_ids])
+        keys=[queue, inflight, redials, host_name, *leases],
+        args=[now, expiry, task, ClaimState.CLAIMED.value, ClaimState.REJECTED.value, owner,
+              *_group_args(groups), *claim_ids])
     items = [Claimed(as_text(reply[i]), reply[i + 1], as_text(reply[i + 2]), int(reply[i + 3]),
                      as_text(reply[i + 4])) for i in range(1, len(reply), 5)]
     return as_text(reply[0]), items
@@ -170,8 +285,8 @@ def claim_numbers(client, *, queue: str, inflight: str, redials: str, leases: Se
 # first group that has one (expired leases are pruned first).
 # take_line(now, expiry, id, first_key, groups_argv) reads the line lease keys
 # from KEYS[first_key..] and, from ARGV[groups_argv], the group count G then
-# per group: n, then n (line name, limit) pairs. Returns line name and 0-based
-# group index, or nil when every line is full.
+# per group: n, then n (line name, limit) pairs. Returns line name, 0-based
+# group index and the lease key, or nil when every line is full.
 TAKE_LINE = r"""
 local function take_line(now, expiry, id, first_key, groups_argv)
   local a = groups_argv
@@ -192,7 +307,7 @@ local function take_line(now, expiry, id, first_key, groups_argv)
     end
     if best then
       redis.call('ZADD', best.key, expiry, id)
-      return best.name, g - 1
+      return best.name, g - 1, best.key
     end
   end
   return nil
@@ -228,78 +343,119 @@ def reserve_line(client, *, leases: Sequence[str], groups: LineGroups, claim_id:
 #
 # KEYS[1]      schedule sorted set (score = unix time to call)
 # KEYS[2]      this host's in-flight hash
-# KEYS[3..]    line lease sorted sets, in ARGV order
+# KEYS[3]      this host's name key (cti_dialer_instance@<host>)
+# KEYS[4..]    line lease sorted sets, in ARGV order
 # ARGV[1]      now, ARGV[2] lease expiry, ARGV[3] member, ARGV[4] claim id
 # ARGV[5]      expires (unix time, 0 = never), ARGV[6] write-back delay (60)
 # ARGV[7]      schedule config name
-# ARGV[8]      the states to record: claimed, ARGV[9] expired, ARGV[10] dropped
-# ARGV[11]     number of groups G, then per group: n, then n (line name, limit) pairs
+# ARGV[8]      the states to record: claimed, ARGV[9] expired, ARGV[10] dropped,
+#              ARGV[11] rejected
+# ARGV[12]     our instance id (the record's owner)
+# ARGV[13]     number of groups G, then per group: n, then n (line name, limit) pairs
 #
 # Returns one of
 #   {"gone"}                 not in the set or not due (another daemon took it)
+#   {"host_taken"}           another instance holds this host's name: nothing done
+#   {ARGV[11], reason}       scored -inf or +inf (not a time, and cjson cannot
+#                            encode it): removed, in-flight ARGV[11] with the reason
 #   {"ok", line, group}      removed from the set, lease taken, in-flight ARGV[8]
 #   {ARGV[9]}                past expires: removed, in-flight ARGV[9]
 #   {"requeued", score}      no free line: written back at now + delay
 #   {ARGV[10]}               no free line and expires is 0 or too close: removed,
 #                            in-flight ARGV[10]
-# Every outcome that removes the member leaves it in the in-flight hash, so a
-# crash before its result is written loses nothing.
-CLAIM_SCHEDULED = TAKE_LINE + r"""
+# Every outcome that removes the member writes its in-flight record in the
+# same step, encoded before the member goes: a crash before its result is
+# written loses nothing, and an error leaves the member where it was.
+CLAIM_SCHEDULED = RECORDS + TAKE_LINE + r"""
 local now = tonumber(ARGV[1])
 local expiry = tonumber(ARGV[2])
 local member = ARGV[3]
 local id = ARGV[4]
 local expires = tonumber(ARGV[5])
 local delay = tonumber(ARGV[6])
-local claimed, expired, dropped = ARGV[8], ARGV[9], ARGV[10]
-local score = redis.call('ZSCORE', KEYS[1], member)
-if not score or tonumber(score) > now then return {'gone'} end
-local function park(state, line, group)
+local claimed, expired, dropped, rejected, me = ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12]
+if host_taken(KEYS[3], me) then return {'host_taken'} end
+local found = redis.call('ZSCORE', KEYS[1], member)
+if not found then return {'gone'} end
+local score = tonumber(found)
+local function park(state, line, group, reason)
+  local record = new_record(me, {kind = 'schedule', task = ARGV[7], queue = KEYS[1], back = 'zset',
+    raw = member, score = reason and 0 or score, line = line, group = group, state = state,
+    claimed_at = now, reason = reason})
+  if not record then return false end
   redis.call('ZREM', KEYS[1], member)
-  redis.call('HSET', KEYS[2], id, cjson.encode({kind = 'schedule', task = ARGV[7], queue = KEYS[1],
-    back = 'zset', raw = member, score = tonumber(score), line = line, group = group, state = state,
-    claimed_at = now}))
+  redis.call('HSET', KEYS[2], id, record)
+  return true
 end
-if expires > 0 and now > expires then park(expired, '', 0); return {expired} end
-local line, group = take_line(now, expiry, id, 3, 11)
+local function failed()
+  return redis.error_reply('cannot encode the in-flight record of a member of ' .. KEYS[1])
+end
+if not finite(score) then
+  local reason = 'score ' .. found .. ' is not a time to call'
+  if not park(rejected, nil, nil, reason) then return failed() end
+  return {rejected, reason}
+end
+if score > now then return {'gone'} end
+if expires > 0 and now > expires then
+  if not park(expired, '', 0) then return failed() end
+  return {expired}
+end
+local line, group, lease = take_line(now, expiry, id, 4, 13)
 if line then
-  park(claimed, line, group)
+  if not park(claimed, line, group) then
+    redis.call('ZREM', lease, id)
+    return failed()
+  end
   return {'ok', line, group}
 end
 if expires > 0 and now + delay <= expires then
   redis.call('ZADD', KEYS[1], 'XX', now + delay, member)
   return {'requeued', tostring(now + delay)}
 end
-park(dropped, '', 0)
+if not park(dropped, '', 0) then return failed() end
 return {dropped}
 """
 
 # (member, claim id, expires, schedule config name, line lease keys, line groups)
 ScheduledItem = Tuple[bytes, str, float, str, Sequence[str], LineGroups]
+# CLAIM_SCHEDULED raised for that item (nothing of it was written); the reply's
+# second part is the error text.
+ERROR = "error"
 
 
-def claim_scheduled(client, *, schedule: str, inflight: str, items: Sequence[ScheduledItem], now: float,
-                    expiry: float, delay: float) -> List[Tuple[str, object, Optional[int]]]:
+def claim_scheduled(client, *, schedule: str, inflight: str, host_name: str, owner: str,
+                    items: Sequence[ScheduledItem], now: float, expiry: float,
+                    delay: float) -> List[Tuple[str, object, Optional[int]]]:
     """Run CLAIM_SCHEDULED for each item, all in one round trip.
 
-    Per item: (OK, line, group index), (REQUEUED, new score, None), or
-    (status, None, None) with status GONE, or the state the member was
-    recorded in: ClaimState.EXPIRED or ClaimState.DROPPED's value.
+    Per item: (OK, line, group index), (REQUEUED, new score, None),
+    (ClaimState.REJECTED's value, reason, None), (ERROR, message, None) when
+    the script failed for that item alone, or (status, None, None) with status
+    GONE, HOST_TAKEN, or the state the member was recorded in:
+    ClaimState.EXPIRED or ClaimState.DROPPED's value. One item's failure
+    never hides the others' replies: their members are in-flight already.
     """
     script = _script(client, CLAIM_SCHEDULED)
-    states = [ClaimState.CLAIMED.value, ClaimState.EXPIRED.value, ClaimState.DROPPED.value]
+    states = [ClaimState.CLAIMED.value, ClaimState.EXPIRED.value, ClaimState.DROPPED.value,
+              ClaimState.REJECTED.value]
     pipe = client.pipeline(transaction=False)
     for member, claim_id, expires, config, leases, groups in items:
-        script(keys=[schedule, inflight, *leases],
-               args=[now, expiry, member, claim_id, expires, delay, config, *states, *_group_args(groups)],
+        script(keys=[schedule, inflight, host_name, *leases],
+               args=[now, expiry, member, claim_id, expires, delay, config, *states, owner,
+                     *_group_args(groups)],
                client=pipe)
     out = []
-    for reply in pipe.execute():
+    for reply in pipe.execute(raise_on_error=False):
+        if isinstance(reply, Exception):
+            out.append((ERROR, str(reply), None))
+            continue
         status = as_text(reply[0])
         if status == OK:
             out.append((status, as_text(reply[1]), int(reply[2])))
         elif status == REQUEUED:
             out.append((status, float(reply[1]), None))
+        elif status == ClaimState.REJECTED.value:
+            out.append((status, as_text(reply[1]), None))
         else:
             out.append((status, None, None))
     return out
@@ -308,83 +464,110 @@ def claim_scheduled(client, *, schedule: str, inflight: str, items: Sequence[Sch
 # Take a malformed schedule member out of the set into the in-flight hash,
 # only if it is still there.
 #
-# KEYS[1] schedule sorted set, KEYS[2] in-flight hash
+# KEYS[1] schedule sorted set, KEYS[2] in-flight hash, KEYS[3] this host's name key
 # ARGV[1] member, ARGV[2] claim id, ARGV[3] now, ARGV[4] reason, ARGV[5] config name (may be ""),
-# ARGV[6] state of the record (ClaimState.REJECTED)
-# Returns 1 when taken, 0 when another daemon already did.
-TAKE_REJECTED = r"""
-local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if not score then return 0 end
+# ARGV[6] state of the record (ClaimState.REJECTED), ARGV[7] our instance id (the record's owner)
+# Returns "ok" when taken, "gone" when another daemon already did, "host_taken"
+# when another instance holds this host's name. A score of -inf or +inf is
+# recorded as 0: cjson cannot encode it, and the record is never requeued.
+TAKE_REJECTED = RECORDS + r"""
+if host_taken(KEYS[3], ARGV[7]) then return 'host_taken' end
+local found = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not found then return 'gone' end
+local score = tonumber(found)
+if not finite(score) then score = 0 end
+local record = new_record(ARGV[7], {kind = 'schedule', task = ARGV[5], queue = KEYS[1], back = 'zset',
+  raw = ARGV[1], score = score, state = ARGV[6], reason = ARGV[4], claimed_at = tonumber(ARGV[3])})
+if not record then return redis.error_reply('cannot encode the in-flight record of a member of ' .. KEYS[1]) end
 redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('HSET', KEYS[2], ARGV[2], cjson.encode({kind = 'schedule', task = ARGV[5], queue = KEYS[1],
-  back = 'zset', raw = ARGV[1], score = tonumber(score), state = ARGV[6], reason = ARGV[4],
-  claimed_at = tonumber(ARGV[3])}))
-return 1
+redis.call('HSET', KEYS[2], ARGV[2], record)
+return 'ok'
 """
 
 
-def take_rejected(client, *, schedule: str, inflight: str, member: bytes, claim_id: str, now: float, reason: str,
-                  config: str) -> bool:
-    """Run TAKE_REJECTED: True when ``member`` moved into the in-flight hash as "rejected"."""
-    return bool(_script(client, TAKE_REJECTED)(
-        keys=[schedule, inflight], args=[member, claim_id, now, reason, config, ClaimState.REJECTED.value]))
+def take_rejected(client, *, schedule: str, inflight: str, host_name: str, owner: str, member: bytes,
+                  claim_id: str, now: float, reason: str, config: str) -> str:
+    """Run TAKE_REJECTED: OK when ``member`` moved into the in-flight hash as "rejected", else GONE or HOST_TAKEN."""
+    return as_text(_script(client, TAKE_REJECTED)(
+        keys=[schedule, inflight, host_name],
+        args=[member, claim_id, now, reason, config, ClaimState.REJECTED.value, owner]))
 
 
-# Put a claimed, never-dialed number back, once.
+# Put a claimed, never-dialed number back, once, while its record is ours.
 #
 # KEYS[1] in-flight hash, KEYS[2] where it came from (queue list, or a sorted
 # set: schedule or redials), KEYS[3] its line lease sorted set, KEYS[4] its
-# idempotency key (KEYS[1] stands in for either when there is none)
+# idempotency key (KEYS[1] stands in for either when there is none),
+# KEYS[5] this host's name key
 # ARGV[1] claim id, ARGV[2] raw member, ARGV[3] "list" or "zset",
 # ARGV[4] score (zset), ARGV[5] "1" when KEYS[3] is a lease to free,
-# ARGV[6] "1" when KEYS[4] is an idempotency key to release
-# Returns 1, or 0 when the claim was already settled: a retry after a lost
-# reply can never push the number twice.
-REQUEUE = r"""
-if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+# ARGV[6] "1" when KEYS[4] is an idempotency key to release,
+# ARGV[7] our instance id
+# Returns "ok", or "lost" when the record is gone (already settled: a retry
+# after a lost reply can never push the number twice; or taken over) or is
+# not ours to act on. The number is pushed before its record goes, so a push
+# Redis refuses (a key of the wrong type) deletes nothing.
+REQUEUE = RECORDS + r"""
+if not may_act(ARGV[7], redis.call('GET', KEYS[5]), redis.call('HGET', KEYS[1], ARGV[1])) then
+  return 'lost'
+end
 if ARGV[3] == 'zset' then
-  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[2])
+  -- A score that is not a finite number would make ZADD fail: due now instead.
+  local score = ARGV[4]
+  if not finite(tonumber(score)) then score = 0 end
+  redis.call('ZADD', KEYS[2], score, ARGV[2])
 else
   redis.call('RPUSH', KEYS[2], ARGV[2])
 end
+redis.call('HDEL', KEYS[1], ARGV[1])
 if ARGV[5] == '1' then redis.call('ZREM', KEYS[3], ARGV[1]) end
 -- Never dialed: the id may be taken again, unless another claim holds it.
 if ARGV[6] == '1' and redis.call('GET', KEYS[4]) == ARGV[1] then redis.call('DEL', KEYS[4]) end
-return 1
+return 'ok'
 """
 
 
-def requeue(client, *, inflight: str, claim_id: str, home: str, raw: bytes, back: str, score: float,
-            lease: Optional[str], seen: Optional[str]) -> bool:
+def requeue(client, *, inflight: str, host_name: str, owner: str, claim_id: str, home: str, raw: bytes, back: str,
+            score: float, lease: Optional[str], seen: Optional[str]) -> str:
     """Run REQUEUE: ``raw`` back into ``home`` ("list": taken next; "zset": at ``score``).
 
     ``lease`` and ``seen`` (the line lease key and idempotency key the claim
-    holds, if any) are released. False when the claim was already settled.
+    holds, if any) are released. Returns OK, or LOST when the record is gone
+    or not ours to act on (nothing was changed).
     """
-    return bool(_script(client, REQUEUE)(
-        keys=[inflight, home, lease or inflight, seen or inflight],
-        args=[claim_id, raw, back, score, "1" if lease else "0", "1" if seen else "0"]))
+    return as_text(_script(client, REQUEUE)(
+        keys=[inflight, home, lease or inflight, seen or inflight, host_name],
+        args=[claim_id, raw, back, score, "1" if lease else "0", "1" if seen else "0", owner]))
 
 
-# Mark claims "sent" right before their originates, checking the do-not-call
-# set and the idempotency keys at that last moment.
+# Mark claims "sent" right before their originates, checking ownership, the
+# do-not-call set and the idempotency keys at that last moment.
 #
-# KEYS[1] in-flight hash, KEYS[2] do-not-call set, KEYS[3..] idempotency keys
-# ARGV[1] idempotency window (seconds), ARGV[2] claim count, then per claim:
-# claim id, number, in-flight record JSON, idempotency key index (0 = none,
-# i = KEYS[2 + i])
-# Returns one status per claim: "ok" (marked sent), "dnc" (number listed) or
-# "duplicate" (another claim took the same id within the window).
-MARK_SENT = r"""
+# KEYS[1] in-flight hash, KEYS[2] do-not-call set, KEYS[3] this host's name
+# key, KEYS[4..] idempotency keys
+# ARGV[1] idempotency window (seconds), ARGV[2] our instance id, ARGV[3] claim
+# count, then per claim: claim id, number, in-flight record JSON (owner
+# first), idempotency key index (0 = none, i = KEYS[3 + i])
+# Returns one status per claim: "ok" (marked sent), "lost" (the record is
+# gone, or not ours to act on: taken over, requeued by a sweep, or this
+# host's name is another instance's; nothing is written and no id is taken),
+# "dnc" (number listed) or "duplicate" (another claim took the same id
+# within the window). A fresh claim's record was written by its claim
+# script, so it is checked like any.
+MARK_SENT = RECORDS + r"""
+local me = ARGV[2]
+local holder = redis.call('GET', KEYS[3])
 local out = {}
-local a = 3
-for i = 1, tonumber(ARGV[2]) do
+local a = 4
+for i = 1, tonumber(ARGV[3]) do
   local id, number, record, seen = ARGV[a], ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
   a = a + 4
-  if redis.call('SISMEMBER', KEYS[2], number) == 1 then
+  if not may_act(me, holder, redis.call('HGET', KEYS[1], id)) then
+    out[i] = 'lost'
+  elseif redis.call('SISMEMBER', KEYS[2], number) == 1 then
     out[i] = 'dnc'
-  elseif seen > 0 and not redis.call('SET', KEYS[2 + seen], id, 'NX', 'EX', ARGV[1])
-         and redis.call('GET', KEYS[2 + seen]) ~= id then
+  elseif seen > 0 and not redis.call('SET', KEYS[3 + seen], id, 'NX', 'EX', ARGV[1])
+         and redis.call('GET', KEYS[3 + seen]) ~= id then
     out[i] = 'duplicate'
   else
     redis.call('HSET', KEYS[1], id, record)
@@ -395,64 +578,94 @@ return out
 """
 
 
-def mark_sent(client, *, inflight: str, dnc: str, claims: Sequence[Tuple[str, str, Dict, Optional[str]]],
-              window: float) -> List[str]:
+def mark_sent(client, *, inflight: str, dnc: str, host_name: str, owner: str,
+              claims: Sequence[Tuple[str, str, Dict, Optional[str]]], window: float) -> List[str]:
     """Run MARK_SENT for (claim id, number, in-flight record, idempotency key or None) per claim.
 
-    Returns OK, DNC or DUPLICATE per claim; only OK claims' records are written.
+    Returns OK, LOST, DNC or DUPLICATE per claim; only OK claims' records are
+    written, each with ``owner`` as its owner.
     """
-    keys = [inflight, dnc]
-    args = [int(window), len(claims)]
+    keys = [inflight, dnc, host_name]
+    args = [int(window), owner, len(claims)]
     for claim_id, number, record, seen in claims:
         index = 0
         if seen:
             keys.append(seen)
-            index = len(keys) - 2
-        args += [claim_id, number, orjson.dumps(record), index]
+            index = len(keys) - 3
+        args += [claim_id, number, encode_record(owner, record), index]
     return [as_text(x) for x in _script(client, MARK_SENT)(keys=keys, args=args)]
+
+
+# Rewrite a claim's in-flight record (parked between two tries), only while
+# the record is there and ours.
+#
+# KEYS[1] in-flight hash, KEYS[2] this host's name key
+# ARGV[1] our instance id, ARGV[2] claim id, ARGV[3] the record JSON (owner first)
+# Returns "ok", or "lost" (gone or not ours to act on: nothing written).
+UPDATE_RECORD = RECORDS + r"""
+if not may_act(ARGV[1], redis.call('GET', KEYS[2]), redis.call('HGET', KEYS[1], ARGV[2])) then
+  return 'lost'
+end
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+return 'ok'
+"""
+
+
+def update_record(client, *, inflight: str, host_name: str, owner: str, claim_id: str, record: Dict) -> str:
+    """Run UPDATE_RECORD: OK when the record was rewritten, LOST when it is no longer ours."""
+    return as_text(_script(client, UPDATE_RECORD)(keys=[inflight, host_name],
+                                                  args=[owner, claim_id, encode_record(owner, record)]))
 
 
 # End claims: drop the in-flight record, free the lease, append the result
 # (and the rejected record), move the counters and schedule a redial, all
-# only if the record is still there, so a retried batch never writes a result
-# twice. Records travel as JSON arrays decoded here: packing a few dozen
-# arguments per call in Python cost more than the whole rest of a call.
+# only if the record is still there and ours, so a retried batch never writes
+# a result twice and a host that lost a claim never records it. Records
+# travel as JSON arrays decoded here: packing a few dozen arguments per call
+# in Python cost more than the whole rest of a call.
 #
 # KEYS[1] in-flight hash, KEYS[2] results stream, KEYS[3] rejected stream,
-# KEYS[4..] other keys (line leases, counters, redial sets) referenced by
-# index i = KEYS[3 + i] (0 = none)
-# ARGV[1] results maxlen, ARGV[2] rejected maxlen, ARGV[3] item count, then
-# 9 per item: claim id, lease index, result JSON array of field/value strings
-# ("" = none), rejected JSON array ("" = none), counters index, counters JSON
-# array of field/increment pairs, redial set index, redial score, redial member
-# Returns how many items were written.
-FINISH = r"""
-local done = 0
-local a = 4
-for i = 1, tonumber(ARGV[3]) do
+# KEYS[4] this host's name key, KEYS[5..] other keys (line leases, counters,
+# redial sets) referenced by index i = KEYS[4 + i] (0 = none)
+# ARGV[1] results maxlen, ARGV[2] rejected maxlen, ARGV[3] our instance id,
+# ARGV[4] item count, then 9 per item: claim id, lease index, result JSON
+# array of field/value strings ("" = none), rejected JSON array ("" = none),
+# counters index, counters JSON array of field/increment pairs, redial set
+# index, redial score, redial member
+# Returns {how many items were written, then the claim ids not written
+# because their record is gone or not ours to act on}.
+FINISH = RECORDS + r"""
+local me = ARGV[3]
+local holder = redis.call('GET', KEYS[4])
+local out = {0}
+local a = 5
+for i = 1, tonumber(ARGV[4]) do
   local id, lease, res, rej = ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2], ARGV[a + 3]
   local counters, cnt = tonumber(ARGV[a + 4]), ARGV[a + 5]
   local retry, retry_score, retry_member = tonumber(ARGV[a + 6]), ARGV[a + 7], ARGV[a + 8]
   a = a + 9
-  if redis.call('HDEL', KEYS[1], id) == 1 then
-    if lease > 0 then redis.call('ZREM', KEYS[3 + lease], id) end
+  if may_act(me, holder, redis.call('HGET', KEYS[1], id)) then
+    redis.call('HDEL', KEYS[1], id)
+    if lease > 0 then redis.call('ZREM', KEYS[4 + lease], id) end
     if counters > 0 then
       local pairs_ = cjson.decode(cnt)
       for j = 1, #pairs_, 2 do
-        redis.call('HINCRBY', KEYS[3 + counters], pairs_[j], pairs_[j + 1])
+        redis.call('HINCRBY', KEYS[4 + counters], pairs_[j], pairs_[j + 1])
       end
     end
-    if retry > 0 then redis.call('ZADD', KEYS[3 + retry], retry_score, retry_member) end
+    if retry > 0 then redis.call('ZADD', KEYS[4 + retry], retry_score, retry_member) end
     if rej ~= '' then
       redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '*', unpack(cjson.decode(rej)))
     end
     if res ~= '' then
       redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*', unpack(cjson.decode(res)))
     end
-    done = done + 1
+    out[1] = out[1] + 1
+  else
+    out[#out + 1] = id
   end
 end
-return done
+return out
 """
 
 
@@ -469,10 +682,16 @@ class Ending(NamedTuple):
     redial_member: str
 
 
-def finish(client, *, inflight: str, results: str, rejected: str, results_maxlen: int, rejected_maxlen: int,
-           endings: Sequence[Ending]) -> int:
-    """Run FINISH: end every claim whose in-flight record is still there; returns how many."""
-    keys = [inflight, results, rejected]
+class Finished(NamedTuple):
+    """What FINISH did: how many claims it ended, and which it left alone as not ours."""
+    written: int
+    lost: List[str]     # claim ids whose record is gone or not ours to act on
+
+
+def finish(client, *, inflight: str, results: str, rejected: str, host_name: str, results_maxlen: int,
+           rejected_maxlen: int, owner: str, endings: Sequence[Ending]) -> Finished:
+    """Run FINISH: end every claim whose in-flight record is still there and ours."""
+    keys = [inflight, results, rejected, host_name]
     index = {}
 
     def key_index(key):
@@ -480,16 +699,17 @@ def finish(client, *, inflight: str, results: str, rejected: str, results_maxlen
             return 0
         if key not in index:
             keys.append(key)
-            index[key] = len(keys) - 3
+            index[key] = len(keys) - 4
         return index[key]
 
-    args = [results_maxlen, rejected_maxlen, len(endings)]
+    args = [results_maxlen, rejected_maxlen, owner, len(endings)]
     for e in endings:
         args += [e.claim_id, key_index(e.lease), _flat_json(e.result) if e.result else "",
                  _flat_json(e.rejected) if e.rejected else "", key_index(e.counters),
                  orjson.dumps([x for kv in e.counts.items() for x in kv]) if e.counts else "[]",
                  key_index(e.redial), e.redial_score, e.redial_member]
-    return _script(client, FINISH)(keys=keys, args=args)
+    reply = _script(client, FINISH)(keys=keys, args=args)
+    return Finished(int(reply[0]), [as_text(x) for x in reply[1:]])
 
 
 def _flat_json(record: Dict) -> bytes:
@@ -534,20 +754,26 @@ def as_fields(record: Dict) -> Dict[str, str]:
     return out
 
 
-# Move up to N in-flight records of a host that is gone (no heartbeat) into
-# ours, so that we settle them. The owner's heartbeat is checked in the same
-# step, so a host that is back (or never left) keeps every record.
+# Move up to N in-flight records of a host that is gone (no heartbeat, and
+# no instance holding its name) into ours, each rewritten to name us as its
+# owner, so that we settle them. The gone host's heartbeat and name are
+# checked in the same step, so a host that is back (or never left) keeps
+# every record, and its own later steps on a moved record find it gone.
 #
-# KEYS[1] the gone host's in-flight hash, KEYS[2] ours, KEYS[3] its heartbeat key
-# ARGV[1] N
-# Returns the claim ids moved (empty when the owner is alive or had none).
-TAKE_OVER = r"""
-if redis.call('EXISTS', KEYS[3]) == 1 then return {} end
+# KEYS[1] the gone host's in-flight hash, KEYS[2] ours, KEYS[3] its heartbeat key,
+# KEYS[4] its name key, KEYS[5] our own name key
+# ARGV[1] N, ARGV[2] our instance id
+# Returns the claim ids moved (empty when the owner is alive, when another
+# instance holds our own name, or when it had none).
+TAKE_OVER = RECORDS + r"""
+if redis.call('EXISTS', KEYS[3]) == 1 or redis.call('EXISTS', KEYS[4]) == 1 then return {} end
+if host_taken(KEYS[5], ARGV[2]) then return {} end
 local ids = redis.call('HKEYS', KEYS[1])
 local moved = {}
 for i = 1, math.min(#ids, tonumber(ARGV[1])) do
   local record = redis.call('HGET', KEYS[1], ids[i])
-  redis.call('HSET', KEYS[2], ids[i], record)
+  -- A record that is not a JSON object moves as it is: it is still a number to settle.
+  redis.call('HSET', KEYS[2], ids[i], with_owner(record, ARGV[2]) or record)
   redis.call('HDEL', KEYS[1], ids[i])
   moved[#moved + 1] = ids[i]
 end
@@ -555,39 +781,130 @@ return moved
 """
 
 
-def take_over(client, *, theirs: str, ours: str, heartbeat: str, count: int) -> List[str]:
-    """Run TAKE_OVER: the claim ids moved from ``theirs`` to ``ours`` (none while ``heartbeat`` exists)."""
-    return [as_text(x) for x in _script(client, TAKE_OVER)(keys=[theirs, ours, heartbeat], args=[count])]
+def take_over(client, *, theirs: str, ours: str, heartbeat: str, their_name: str, our_name: str, owner: str,
+              count: int) -> List[str]:
+    """Run TAKE_OVER: the claim ids moved from ``theirs`` to ``ours`` (none while the host is alive)."""
+    return [as_text(x) for x in _script(client, TAKE_OVER)(keys=[theirs, ours, heartbeat, their_name, our_name],
+                                                            args=[count, owner])]
 
 
 # Push the expiry of live calls' line leases forward, only for claims whose
-# in-flight record is still there: a renewal built just before a call ended
-# must not bring back the lease its FINISH freed (it would hold a line slot
-# until the lease expired).
+# in-flight record is still there and ours: a renewal built just before a
+# call ended must not bring back the lease its FINISH freed (it would hold a
+# line slot until the lease expired), and a host must not hold the slot of a
+# claim another daemon took over.
 #
-# KEYS[1] this host's in-flight hash, KEYS[2..] one lease sorted set per claim
-# ARGV[1] new expiry, ARGV[2..] the claim ids, in KEYS order
-# Returns how many leases were renewed. A lease another host pruned while we
-# were cut off comes back (plain ZADD), so the count matches the calls up.
-RENEW_LEASES = r"""
-local n = 0
-for i = 2, #KEYS do
+# KEYS[1] this host's in-flight hash, KEYS[2] this host's name key,
+# KEYS[3..] one lease sorted set per claim
+# ARGV[1] new expiry, ARGV[2] our instance id, ARGV[3..] the claim ids, in KEYS order
+# Returns {how many leases were renewed, then the claim ids whose record is
+# gone or not ours to act on}. A lease another host pruned while we were
+# cut off comes back (plain ZADD), so the count matches the calls up.
+RENEW_LEASES = RECORDS + r"""
+local holder = redis.call('GET', KEYS[2])
+local out = {0}
+for i = 3, #KEYS do
   local id = ARGV[i]
-  if redis.call('HEXISTS', KEYS[1], id) == 1 then
+  if may_act(ARGV[2], holder, redis.call('HGET', KEYS[1], id)) then
     redis.call('ZADD', KEYS[i], ARGV[1], id)
-    n = n + 1
+    out[1] = out[1] + 1
+  else
+    out[#out + 1] = id
   end
 end
-return n
+return out
 """
 
 
-def renew_leases(client, *, inflight: str, leases: Sequence[Tuple[str, str]], expiry: float) -> int:
-    """Run RENEW_LEASES for (lease key, claim id) pairs; returns how many were renewed."""
+def renew_leases(client, *, inflight: str, host_name: str, owner: str, leases: Sequence[Tuple[str, str]],
+                 expiry: float) -> Tuple[int, List[str]]:
+    """Run RENEW_LEASES for (lease key, claim id) pairs: (how many renewed, claim ids no longer ours)."""
     if not leases:
-        return 0
-    return int(_script(client, RENEW_LEASES)(keys=[inflight] + [key for key, _ in leases],
-                                             args=[expiry] + [cid for _, cid in leases]))
+        return 0, []
+    reply = _script(client, RENEW_LEASES)(keys=[inflight, host_name] + [key for key, _ in leases],
+                                          args=[expiry, owner] + [cid for _, cid in leases])
+    return int(reply[0]), [as_text(x) for x in reply[1:]]
+
+
+# Hold this host's name for our instance: keep it while it is ours, take it
+# while it is free. Taking a free name adopts every record of the host's
+# in-flight hash that names another owner (or none): that owner's claim on
+# the name expired or was released, so it is gone, and the records are ours
+# to settle.
+#
+# KEYS[1] this host's name key, KEYS[2] this host's in-flight hash,
+# KEYS[3] this host's heartbeat key, KEYS[4] the set of hosts
+# ARGV[1] our instance id, ARGV[2] the name's time to live (milliseconds),
+# ARGV[3] "1" to write the heartbeat too, ARGV[4] heartbeat value (unix time),
+# ARGV[5] heartbeat time to live (seconds), ARGV[6] host name (for the set of hosts),
+# ARGV[7] "1" to hold the name, "0" only to check that no other instance holds it
+# Returns {1, records adopted} when the name is ours (or, with ARGV[7] "0",
+# nobody else's), or {0, holder's instance id, holder's time to live in ms}
+# when another instance holds it (then nothing is written, the heartbeat
+# included).
+HOLD_HOST = RECORDS + r"""
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return {0, holder, redis.call('PTTL', KEYS[1])} end
+if ARGV[7] == '1' then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
+local adopted = 0
+if ARGV[7] == '1' and not holder then
+  local all = redis.call('HGETALL', KEYS[2])
+  for i = 1, #all, 2 do
+    if owner_of(all[i + 1]) ~= ARGV[1] then
+      local record = with_owner(all[i + 1], ARGV[1])
+      if record then
+        redis.call('HSET', KEYS[2], all[i], record)
+        adopted = adopted + 1
+      end
+    end
+  end
+end
+if ARGV[3] == '1' then
+  redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[5])
+  redis.call('SADD', KEYS[4], ARGV[6])
+end
+return {1, adopted}
+"""
+
+
+class HostHold(NamedTuple):
+    """The answer of HOLD_HOST: whether the name is ours, and who holds it."""
+    ok: bool
+    holder: str         # the instance id holding the name (ours when ok)
+    ttl: float          # seconds the holder's claim has left (the full time to live when ok)
+    adopted: int        # records of gone instances now ours (taking a free name)
+
+
+def hold_host(client, *, name: str, inflight: str, alive: str, hosts: str, owner: str, host: str, name_ttl: float,
+              heartbeat_ttl: Optional[float], now: float, hold: bool = True) -> HostHold:
+    """Run HOLD_HOST; with ``heartbeat_ttl`` the heartbeat is written too (only when no one else has the name)."""
+    ttl_ms = max(1, int(name_ttl * 1000))
+    reply = _script(client, HOLD_HOST)(
+        keys=[name, inflight, alive, hosts],
+        args=[owner, ttl_ms, "1" if heartbeat_ttl is not None else "0", int(now),
+              max(1, int(heartbeat_ttl or 0)), host, "1" if hold else "0"])
+    if int(reply[0]):
+        return HostHold(True, owner, ttl_ms / 1000.0, int(reply[1]))
+    return HostHold(False, as_text(reply[1]), max(0, int(reply[2])) / 1000.0, 0)
+
+
+# Give this host's name up (a clean stop), only if it is still ours.
+#
+# KEYS[1] this host's name key
+# ARGV[1] our instance id
+# Returns 1 when released, 0 when it was not ours.
+RELEASE_HOST = r"""
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+"""
+
+
+def release_host(client, *, name: str, owner: str) -> bool:
+    """Run RELEASE_HOST: True when the name was ours and is now free."""
+    return bool(_script(client, RELEASE_HOST)(keys=[name], args=[owner]))
 
 
 # Which idle tasks have work: a number in their queue or a due redial.

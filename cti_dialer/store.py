@@ -3,9 +3,21 @@
 Policy (what to dial, when, on which line) lives in the daemon; this module
 only offers atomic operations. Key names come from ``keys.Keys``; the Lua
 scripts and their KEYS/ARGV layouts are in ``scripts``.
+
+A Store speaks for one daemon instance (``instance_id``, new at every start).
+It writes that id as the ``owner`` of every in-flight record, and every
+operation on an existing record acts only while the record is there and is
+this instance's (see ``scripts.RECORDS``); otherwise it changes nothing and
+answers ``scripts.LOST``: this host no longer owns the claim (another daemon
+took it over, a sweep settled it, or another instance holds this host's
+name). ``claim_host`` makes the instance the one running under its host
+name; until it is called the name is neither taken nor refreshed.
 """
 import logging
+import math
+import re
 import time
+import uuid
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import orjson
@@ -16,6 +28,14 @@ from .keys import Keys
 from .model import as_text
 
 log = logging.getLogger("cti_dialer.store")
+
+# How long a host's name stays held without a refresh: three heartbeats of
+# 2 s. It is not takeover_after (the heartbeat's, 300 s by default): a daemon
+# restarted after a crash waits this long for its dead predecessor's name.
+HOST_NAME_TTL = 6.0
+
+# Instance ids travel inside record JSON and Lua string patterns unescaped.
+_INSTANCE_ID = re.compile(r"[A-Za-z0-9._:-]{1,100}\Z")
 
 
 class Candidates:
@@ -35,9 +55,14 @@ class Candidates:
 class Store:
     """Domain operations on one Redis, for one host and domain."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, *, result_maxlen=1_000_000, rejected_maxlen=100_000):
+    def __init__(self, client: redis.Redis, keys: Keys, *, instance_id: Optional[str] = None,
+                 result_maxlen=1_000_000, rejected_maxlen=100_000):
         self.r = client
         self.keys = keys
+        self.instance_id = instance_id or str(uuid.uuid4())
+        if not _INSTANCE_ID.match(self.instance_id):
+            raise ValueError("instance id %r: 1-100 of A-Z a-z 0-9 . _ : -" % (self.instance_id,))
+        self._holds_name = False        # claim_host succeeded: heartbeats keep (or take back) the name
         self.result_maxlen = result_maxlen
         self.rejected_maxlen = rejected_maxlen
         self._idle_tasks: Tuple = ()
@@ -84,12 +109,13 @@ class Store:
         """Pop up to len(claim_ids) numbers, each with a line slot; see scripts.CLAIM_NUMBERS.
 
         Returns (status, [(claim_id, raw, line, group_index, from)]); from is
-        "list" for a queue entry, "zset" for a due redial member.
+        "list" for a queue entry, "zset" for a due redial member. Status
+        HOST_TAKEN: another instance holds this host's name, nothing claimed.
         """
         return scripts.claim_numbers(self.r, queue=queue, inflight=self.keys.inflight,
-                                     redials=self.keys.retries(task), leases=candidates.keys(self.keys),
-                                     groups=candidates.groups, task=task, claim_ids=claim_ids, now=now,
-                                     expiry=now + lease_ttl)
+                                     redials=self.keys.retries(task), host_name=self.keys.instance(),
+                                     leases=candidates.keys(self.keys), groups=candidates.groups, task=task,
+                                     owner=self.instance_id, claim_ids=claim_ids, now=now, expiry=now + lease_ttl)
 
     def tasks_with_work(self, tasks: Sequence[Tuple[str, str]]) -> List[int]:
         """Indexes of the (task, queue) pairs whose queue or redial set has work now (HAS_WORK).
@@ -119,27 +145,44 @@ class Store:
                                     claim_id=claim_id, now=now, expiry=now + lease_ttl)
 
     def due_members(self, now: float, count: int) -> List[Tuple[bytes, float]]:
-        """The earliest due schedule members (score <= now); O(log N + count)."""
-        return self.r.zrangebyscore(self.keys.schedule_numbers, "-inf", now, start=0, num=count,
-                                    withscores=True)
+        """The earliest due schedule members (score <= now), then members scored +inf; O(log N + count).
+
+        ``ZADD`` accepts -inf and +inf: -inf members come first among the
+        due ones, and +inf members would never be due. Both are returned so
+        that the caller rejects them rather than let them wait forever.
+        """
+        pipe = self.r.pipeline(transaction=False)
+        pipe.zrangebyscore(self.keys.schedule_numbers, "-inf", now, start=0, num=count, withscores=True)
+        pipe.zrangebyscore(self.keys.schedule_numbers, "+inf", "+inf", start=0, num=count, withscores=True)
+        due, never = pipe.execute()
+        return (due + never)[:count] if never else due
 
     def claim_scheduled(self, items: Sequence[Tuple[bytes, str, float, str, Candidates]], now: float,
                         lease_ttl: float, delay: float = 60):
         """Claim due schedule members (member, claim_id, expires, config, candidates) in one round trip.
 
         Per item, see scripts.CLAIM_SCHEDULED: ("ok", line, group_index),
-        ("requeued", new score, None), or ("gone" / "expired" / "dropped", None, None).
+        ("requeued", new score, None), ("rejected", reason, None) for a score
+        that is not a finite number, ("error", message, None) when the script
+        failed for that item (nothing of it written), or ("gone" /
+        "host_taken" / "expired" / "dropped", None, None).
         """
         return scripts.claim_scheduled(
             self.r, schedule=self.keys.schedule_numbers, inflight=self.keys.inflight,
+            host_name=self.keys.instance(), owner=self.instance_id,
             items=[(member, claim_id, expires, config, candidates.keys(self.keys), candidates.groups)
                    for member, claim_id, expires, config, candidates in items],
             now=now, expiry=now + lease_ttl, delay=delay)
 
     def take_rejected(self, member: bytes, claim_id: str, now: float, reason: str, config: str = "") -> bool:
-        """Move a malformed member into the in-flight hash (state "rejected"); False if already gone."""
+        """Move a malformed member into the in-flight hash (state "rejected").
+
+        False when it is gone already (another daemon took it) or another
+        instance holds this host's name.
+        """
         return scripts.take_rejected(self.r, schedule=self.keys.schedule_numbers, inflight=self.keys.inflight,
-                                     member=member, claim_id=claim_id, now=now, reason=reason, config=config)
+                                     host_name=self.keys.instance(), owner=self.instance_id, member=member,
+                                     claim_id=claim_id, now=now, reason=reason, config=config) == scripts.OK
 
     def read_schedule_configs(self) -> Dict[bytes, bytes]:
         """Every schedule config's JSON, by name."""
@@ -149,9 +192,10 @@ class Store:
         """One schedule config's JSON, or None."""
         return self.r.hget(self.keys.schedule_configs, name)
 
-    def update_inflight(self, claim_id: str, record: Dict):
-        """Overwrite a claim's in-flight record."""
-        self.r.hset(self.keys.inflight, claim_id, orjson.dumps(record))
+    def update_inflight(self, claim_id: str, record: Dict) -> str:
+        """Rewrite a claim's in-flight record (parked between two tries): OK, or LOST when no longer ours."""
+        return scripts.update_record(self.r, inflight=self.keys.inflight, host_name=self.keys.instance(),
+                                     owner=self.instance_id, claim_id=claim_id, record=record)
 
     def inflight(self) -> Dict[str, Dict]:
         """This host's in-flight records, for recovery after a restart."""
@@ -169,47 +213,64 @@ class Store:
         """Free a claim's slot on ``line``."""
         self.r.zrem(self.keys.line_lease(line), claim_id)
 
-    def renew_leases(self, leases: Iterable[Tuple[str, str]], now: float, lease_ttl: float):
-        """Push the expiry of live calls' line slots forward (line, claim id); see RENEW_LEASES."""
-        scripts.renew_leases(self.r, inflight=self.keys.inflight, expiry=now + lease_ttl,
-                             leases=[(self.keys.line_lease(line), claim_id) for line, claim_id in leases])
+    def renew_leases(self, leases: Iterable[Tuple[str, str]], now: float, lease_ttl: float) -> List[str]:
+        """Push the expiry of live calls' line slots forward (line, claim id); see RENEW_LEASES.
 
-    def requeue(self, claim_id: str, record: Dict) -> bool:
-        """Put a never-dialed claimed number back where it will be taken next (once)."""
+        Returns the claim ids no longer ours (record gone or another
+        instance's): their leases are left alone.
+        """
+        _, lost = scripts.renew_leases(self.r, inflight=self.keys.inflight, host_name=self.keys.instance(),
+                                       owner=self.instance_id, expiry=now + lease_ttl,
+                                       leases=[(self.keys.line_lease(line), claim_id) for line, claim_id in leases])
+        return lost
+
+    def requeue(self, claim_id: str, record: Dict) -> str:
+        """Put a never-dialed claimed number back where it will be taken next (once).
+
+        Returns OK, or LOST when the record is gone (settled already, or
+        taken over) or another instance's: then nothing moves.
+        """
         raw = record.get("raw")
         if isinstance(raw, str):
             raw = raw.encode("utf-8", "surrogateescape")
         line = record.get("line")
         back = record.get("back") or ("zset" if record.get("kind") == "schedule" else "list")
-        return scripts.requeue(self.r, inflight=self.keys.inflight, claim_id=claim_id, home=record["queue"],
-                               raw=raw, back=back, score=float(record.get("score") or 0),
+        score = float(record.get("score") or 0)
+        return scripts.requeue(self.r, inflight=self.keys.inflight, host_name=self.keys.instance(),
+                               owner=self.instance_id, claim_id=claim_id, home=record["queue"], raw=raw, back=back,
+                               score=score if math.isfinite(score) else 0.0,
                                lease=self.keys.line_lease(line) if line else None, seen=record.get("seen"))
 
     def mark_sent(self, claims: Sequence[Tuple[str, str, Dict, Optional[str]]], dedup_window: float) -> List[str]:
         """Record, right before the originates go out, which uuid each claim is dialed with.
 
         (claim_id, number, record, idempotency key or None) per claim; returns
-        "ok", "dnc" or "duplicate" per claim (see scripts.MARK_SENT). After a
-        crash a record in state "sent" is never dialed again; it is checked
-        with uuid_exists instead.
+        "ok", "lost", "dnc" or "duplicate" per claim (see scripts.MARK_SENT).
+        LOST: the record is gone or another instance's, so the claim must not
+        be dialed, requeued or recorded by this host. After a crash a record
+        in state "sent" is never dialed again; it is checked with uuid_exists
+        instead.
         """
         if not claims:
             return []
-        return scripts.mark_sent(self.r, inflight=self.keys.inflight, dnc=self.keys.dnc, claims=claims,
+        return scripts.mark_sent(self.r, inflight=self.keys.inflight, dnc=self.keys.dnc,
+                                 host_name=self.keys.instance(), owner=self.instance_id, claims=claims,
                                  window=dedup_window)
 
-    def finish(self, items: Sequence) -> int:
+    def finish(self, items: Sequence) -> scripts.Finished:
         """End claims in one atomic step.
 
         Each item is (claim_id, line, result, rejected-or-None) optionally
         followed by (counters key, {field: increment}) and (redial key,
         score, member). The in-flight record goes, the line slot is freed,
         the result (and rejected record) is appended, counters move and a
-        redial is scheduled, all only if the claim was not already ended, so
-        retrying a batch after a lost reply is safe.
+        redial is scheduled, all only if the record is still there and ours,
+        so retrying a batch after a lost reply is safe. Returns (written,
+        claim ids not written because their record is gone or another
+        instance's).
         """
         if not items:
-            return 0
+            return scripts.Finished(0, [])
         endings = []
         for item in items:
             claim_id, line, result, rejected = item[:4]
@@ -218,8 +279,9 @@ class Store:
             endings.append(scripts.Ending(claim_id, self.keys.line_lease(line) if line else None, result, rejected,
                                           counters_key, counts, redial_key, redial_score, redial_member))
         return scripts.finish(self.r, inflight=self.keys.inflight, results=self.keys.results,
-                              rejected=self.keys.rejected, results_maxlen=self.result_maxlen,
-                              rejected_maxlen=self.rejected_maxlen, endings=endings)
+                              rejected=self.keys.rejected, host_name=self.keys.instance(),
+                              results_maxlen=self.result_maxlen, rejected_maxlen=self.rejected_maxlen,
+                              owner=self.instance_id, endings=endings)
 
     def reject(self, record: Dict):
         """A rejected record for bad configuration or messages (nothing was claimed)."""
@@ -227,30 +289,70 @@ class Store:
 
     # --- status ----------------------------------------------------------------------
 
-    def heartbeat(self, ttl: float):
-        """Say this host is alive for ``ttl`` seconds, and register it for takeover."""
-        pipe = self.r.pipeline(transaction=False)
-        pipe.set(self.keys.alive(), int(time.time()), ex=max(1, int(ttl)))
-        # (``ttl`` is at least 3 heartbeats long: see HEARTBEAT_INTERVAL in daemon.py)
-        pipe.sadd(self.keys.hosts, self.keys.host)
-        pipe.execute()
+    def claim_host(self, instance_id: Optional[str] = None, ttl: float = HOST_NAME_TTL) -> scripts.HostHold:
+        """Hold this host's name for this instance (at start, before anything else touches Redis).
+
+        Returns (ok, holder, ttl, adopted). ok: the name is ours for ``ttl``
+        seconds, and when it was free, every record of this host's in-flight
+        hash written by an earlier instance is now ours (``adopted``), to be
+        recovered. Not ok: another instance holds it (``holder`` is its id,
+        ``ttl`` the seconds its claim has left) and nothing was written; if
+        that instance is dead its claim expires within ``ttl``, while a live
+        one keeps refreshing it.
+        """
+        if instance_id is not None and instance_id != self.instance_id:
+            raise ValueError("this Store speaks for instance %s, not %s" % (self.instance_id, instance_id))
+        hold = self._hold(ttl, None, True)
+        self._holds_name = self._holds_name or hold.ok
+        return hold
+
+    def heartbeat(self, ttl: float, name_ttl: float = HOST_NAME_TTL) -> bool:
+        """Say this host is alive for ``ttl`` seconds, register it for takeover, and keep its name.
+
+        Returns False (and writes nothing) when another instance holds this
+        host's name: this one must stop dialing. After ``claim_host``, a name
+        that expired while Redis was out of reach is taken again, adopting
+        what the hash holds; before it, the name is only checked.
+        """
+        # (``ttl`` is at least 3 heartbeats long: see HEARTBEAT_INTERVAL in housekeeping.py)
+        hold = self._hold(name_ttl, ttl, self._holds_name)
+        if not hold.ok:
+            log.error("host name %s is held by instance %s, not this one (%s)", self.keys.host, hold.holder,
+                      self.instance_id)
+        return hold.ok
+
+    def release_host(self) -> bool:
+        """Give this host's name up at a clean stop, so the next start need not wait; False if not ours."""
+        self._holds_name = False
+        return scripts.release_host(self.r, name=self.keys.instance(), owner=self.instance_id)
+
+    def _hold(self, name_ttl: float, heartbeat_ttl: Optional[float], hold_name: bool) -> scripts.HostHold:
+        hold = scripts.hold_host(self.r, name=self.keys.instance(), inflight=self.keys.inflight,
+                                 alive=self.keys.alive(), hosts=self.keys.hosts, owner=self.instance_id,
+                                 host=self.keys.host, name_ttl=name_ttl, heartbeat_ttl=heartbeat_ttl, now=time.time(),
+                                 hold=hold_name)
+        if hold.adopted:
+            log.warning("host name %s taken by instance %s: %d in-flight record(s) of an earlier instance are "
+                        "now its own", self.keys.host, self.instance_id, hold.adopted)
+        return hold
 
     def gone_hosts(self) -> List[str]:
-        """Other hosts with in-flight records and no heartbeat."""
+        """Other hosts with in-flight records, no heartbeat and no instance holding their name."""
         hosts = [as_text(h) for h in self.r.smembers(self.keys.hosts) if as_text(h) != self.keys.host]
         if not hosts:
             return []
         pipe = self.r.pipeline(transaction=False)
         for host in hosts:
-            pipe.exists(self.keys.alive(host))
+            pipe.exists(self.keys.alive(host), self.keys.instance(host))
             pipe.hlen(self.keys.inflight_of(host))
         replies = pipe.execute()
         return [h for h, alive, n in zip(hosts, replies[::2], replies[1::2]) if not alive and n]
 
     def take_over(self, host: str, count: int = 500) -> List[str]:
-        """Move up to ``count`` in-flight records of a gone host into ours (scripts.TAKE_OVER)."""
+        """Move up to ``count`` in-flight records of a gone host into ours, as ours (scripts.TAKE_OVER)."""
         return scripts.take_over(self.r, theirs=self.keys.inflight_of(host), ours=self.keys.inflight,
-                                 heartbeat=self.keys.alive(host), count=count)
+                                 heartbeat=self.keys.alive(host), their_name=self.keys.instance(host),
+                                 our_name=self.keys.instance(), owner=self.instance_id, count=count)
 
     def queue_sizes(self, tasks: Sequence[Tuple[str, Optional[str]]]) -> Dict[str, Tuple[int, int]]:
         """(numbers queued, redials pending) per (task, queue or None), in one round trip.
@@ -266,6 +368,10 @@ class Store:
         replies = iter([-1 if isinstance(x, redis.ResponseError) else x
                         for x in (pipe.execute(raise_on_error=False) if tasks else ())])
         return {task: (next(replies) if queue else 0, next(replies)) for task, queue in tasks}
+
+    def status_task_names(self) -> List[bytes]:
+        """The tasks this host's status hash lists now (an earlier run may have left some)."""
+        return self.r.hkeys(self.keys.task_status)
 
     def write_status(self, fields: Dict, task_status: Dict[str, bytes], removed_tasks: Iterable[str] = ()):
         """This host's status hash and its tasks' (values encoded by ``messages``)."""

@@ -97,6 +97,22 @@ class CallTracker:
         g.link(self._helpers.discard)
         return g
 
+    def _spawn_plain(self, fn, *args):
+        g = gevent.spawn(fn, *args)
+        self._helpers.add(g)
+        g.link(self._helpers.discard)
+        return g
+
+    def _note_unrung(self, claim, att):
+        if claim.attempt is not att or claim.state not in ON_THE_SWITCH:
+            return
+        try:
+            # Acts only while the record is still there and ours: a result
+            # written meanwhile is never undone.
+            self.store.update_inflight(claim.claim_id, claim.to_record(ClaimState.PARKED))
+        except REDIS_ERRORS:
+            pass
+
     def join_helpers(self, deadline: float):
         """Let failover and throttle helpers end (they requeue what they hold once stopping)."""
         for g in list(self._helpers):
@@ -177,6 +193,10 @@ class CallTracker:
             return
         replies = []
         for claim, status in zip(claims, statuses):
+            if status == "lost":
+                claim.attempt = None
+                self._lose(claim, "before its originate", tracked=not fresh)
+                continue
             if status != "ok":
                 # Checked at the last moment: listed, or already taken by id.
                 if not fresh:
@@ -206,9 +226,7 @@ class CallTracker:
         if replies:
             # The switch's "+OK Job-UUID" replies come back while the
             # dispatcher goes on claiming; only a refusal means something.
-            g = gevent.spawn(self._await_replies, replies)
-            self._helpers.add(g)
-            g.link(self._helpers.discard)
+            self._spawn_plain(self._await_replies, replies)
 
     def _await_replies(self, replies):
         for uuid, result in replies:
@@ -269,6 +287,11 @@ class CallTracker:
                 att.refused_by_switch = outcome.is_switch_fault(event.body)
                 if att.refused_by_switch:
                     att.job_cause = event.body.strip()[:200]
+                elif att.hangup_cause is None and (value in outcome.ROUTE_CAUSES or value == outcome.THROTTLE_CAUSE):
+                    # Nothing rings after a route failure or a refusal: say so
+                    # in Redis now, not after the grace for a hangup, so a
+                    # crash meanwhile puts the number back instead of UNKNOWN.
+                    self._spawn_plain(self._note_unrung, claim, att)
                 if att.hangup_cause is None:
                     gevent.spawn_later(JOB_ERROR_GRACE, self._attempt_over, claim, att)
                     return
@@ -362,11 +385,23 @@ class CallTracker:
         self.requeue(claim)
 
     def _park_unrung(self, claim):
-        """Record that the claim's number has not rung: a crash now requeues it."""
+        """Record that the claim's number has not rung: a crash now requeues it. False: no longer ours."""
         try:
-            self.store.update_inflight(claim.claim_id, claim.to_record())
+            if self.store.update_inflight(claim.claim_id, claim.to_record()) == "lost":
+                self._lose(claim, "while parked between two tries")
+                return False
         except REDIS_ERRORS:
             pass    # the "sent" record stays: recovery would say UNKNOWN, never redial
+        return True
+
+    def _lose(self, claim, when, tracked=True):
+        log.warning("claim %s (%s, %s %r) is no longer this instance's (taken over by another daemon, settled "
+                    "by a sweep, or this host's name is another instance's) %s: dropped, not dialed here",
+                    claim.claim_id, claim.number, claim.label, claim.source_name, when)
+        if claim.may(ClaimEvent.LOSE):
+            claim.advance(ClaimEvent.LOSE)
+        if tracked:
+            self._untrack(claim)
 
     def _resend_when_ready(self, claim, source, line_name):
         """Wait for the switch, then send the claim again on ``line_name`` (or put it back)."""
@@ -389,7 +424,8 @@ class CallTracker:
 
     def _fail_over(self, claim, cause):
         """Route failure on one group: the same number on the next group, once per group."""
-        self._park_unrung(claim)
+        if not self._park_unrung(claim):
+            return
         source = self.catalog.source_of(claim)
         old_line = claim.line
         log.info("route failure %s on line %s (%s %r, group %d): failing over",
@@ -433,8 +469,8 @@ class CallTracker:
 
     def _retry_throttled(self, claim, cause):
         """FreeSWITCH refused for capacity: wait out the pause, then resend at the budget's pace."""
-        self._park_unrung(claim)
-        self._resend_when_ready(claim, self.catalog.source_of(claim), claim.line)
+        if self._park_unrung(claim):
+            self._resend_when_ready(claim, self.catalog.source_of(claim), claim.line)
 
     def _take_send_slot(self) -> bool:
         """Wait for the budget to allow one originate; False when stopping first."""
@@ -561,8 +597,7 @@ class CallTracker:
                 state = ClaimState.SENT     # unreadable: it may have rung, so ask, never redial
             action = RECOVERY.get(state, "ask")
             if action == "requeue":
-                self.store.requeue(claim_id, rec)
-                counts["requeued"] += 1
+                counts["requeued" if self.store.requeue(claim_id, rec) == "ok" else "lost"] += 1
                 continue
             claim = Claim.from_record(claim_id, {**rec, "state": state.value})
             if action == "settle":
@@ -590,8 +625,12 @@ class CallTracker:
     def renew_leases(self, now):
         """Keep the line slots of calls on the switch; a parked claim's lease is its failover's business
         (released and reserved again on the next group), so renewing it could bring back a freed one."""
-        self.store.renew_leases([(c.line, c.claim_id) for c in self.claims.values()
-                                 if c.line and c.state in ON_THE_SWITCH], now, self.config.dialer_line_lease_ttl)
+        lost = self.store.renew_leases([(c.line, c.claim_id) for c in self.claims.values()
+                                        if c.line and c.state in ON_THE_SWITCH], now, self.config.dialer_line_lease_ttl)
+        for claim_id in lost:
+            claim = self.claims.get(claim_id)
+            if claim is not None:
+                self._lose(claim, "while its call was followed")
 
 
 def result_record(host, claim, source, cause, verdict, ts):

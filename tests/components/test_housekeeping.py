@@ -65,3 +65,9 @@ def test_a_live_host_keeps_its_numbers(world, housekeeping):
                                                    "state": "claimed", "claimed_at": NOW - 500}))
     housekeeping.take_over_gone_hosts()
     assert world.r.hlen(other.inflight) == 1
+
+
+def test_fields_an_earlier_run_left_in_the_status_are_removed(world, housekeeping):
+    world.r.hset(world.keys.task_status, "phantom", b'{"state": "error"}')    # from before a restart
+    housekeeping.loop(NOW)
+    assert sorted(world.r.hkeys(world.keys.task_status)) == [b"broken", b"t1"]

@@ -66,3 +66,36 @@ def test_nothing_is_claimed_while_the_switch_is_away(world, scheduler):
     world.switch.ready.clear()
     scheduler.loop(NOW)
     assert world.switch.sent == [] and world.r.zcard(world.keys.schedule_numbers) == 1
+
+
+def test_inf_scored_members_are_rejected_and_the_good_ones_around_them_dialed(world, scheduler):
+    """Issue 12, item 3: a -inf member vanished and stranded the members claimed with it."""
+    world.line("l1", 10)
+    world.catalog.reload_all(NOW)
+    minus, plus = member("1002"), member("1004")
+    world.r.zadd(world.keys.schedule_numbers, {member("1001"): NOW - 5, minus: float("-inf"), member("1003"): NOW - 1,
+                                               plus: float("inf"), member("1005"): NOW + 60})
+    scheduler.loop(NOW)
+    world.write()
+    assert sorted(world.switch.numbers()) == ["1001", "1003"]
+    results = {r["number"]: r for r in world.results()}
+    assert {n: (r["cause"], r["scheduled_at"]) for n, r in results.items()} == {
+        minus: ("REJECTED_INPUT", "-inf"), plus: ("REJECTED_INPUT", "inf")}
+    assert sorted(r["raw"] for r in world.rejected()) == sorted([minus, plus])
+    assert all("is not a time to call" in r["reason"] for r in world.rejected())
+    # Nothing stranded: in flight are only the two calls up; the set keeps only the future member.
+    states = {json.loads(v)["state"] for v in world.r.hvals(world.keys.inflight)}
+    assert world.r.hlen(world.keys.inflight) == 2 and states == {"sent"}
+    assert world.r.zrange(world.keys.schedule_numbers, 0, -1) == [member("1005").encode()]
+    assert world.tracker.active["schedule:c1"] == 2
+
+
+def test_a_score_turned_inf_after_the_look_is_rejected_by_the_claim_itself(world, scheduler, monkeypatch):
+    world.r.zadd(world.keys.schedule_numbers, {member("2001"): float("-inf")})
+    monkeypatch.setattr(world.store, "due_members", lambda now, count: [(member("2001").encode(), NOW - 1)])
+    scheduler.loop(NOW)
+    world.write()
+    assert world.switch.sent == []
+    assert [(r["number"], r["cause"]) for r in world.results()] == [("2001", "REJECTED_INPUT")]
+    assert world.rejected()[0]["reason"] == "score -inf is not a time to call"
+    assert world.r.zcard(world.keys.schedule_numbers) == 0 and world.r.hlen(world.keys.inflight) == 0

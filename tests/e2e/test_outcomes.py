@@ -180,7 +180,7 @@ def test_duplicate_ids_are_not_dialed_twice(r, sim, daemon):
         ("53001", "order-1", "NORMAL_CLEARING"), ("53001", "order-1", "DUPLICATE"),
         ("53002", "order-2", "NORMAL_CLEARING"), ("53003", "", "NORMAL_CLEARING")]
     assert [o.number for o in sim.originates()] == ["53001", "53002", "53003"]
-    assert 0 < r.ttl("cti_dialer_seen@%s:t1:order-1" % DOMAIN) <= 86400
+    assert 0 < r.ttl("cti_dialer_seen@%s:2:t1:order-1" % DOMAIN) <= 86400     # 2: the length of "t1"
 
 
 def test_results_stream_fields_and_consumer_group(r, sim, daemon):

@@ -86,7 +86,7 @@ def test_finish_is_one_transaction(store):
     store.r.lpush("q", "1", "bad number")
     _, items = store.claim_numbers("q", "t", Candidates([[("a", 5)]]), ids(2), 100.0, 60)
     assert store.mark_sent([("c0", "1", {"state": "sent", "uuid": "u0"}, None)], 60) == ["ok"]
-    assert store.inflight()["c0"] == {"state": "sent", "uuid": "u0"}
+    assert store.inflight()["c0"] == {"owner": store.instance_id, "state": "sent", "uuid": "u0"}
     store.finish([("c0", "a", {"number": "1", "answered": True}, None),
                   ("c1", "a", {"number": "bad"}, {"raw": "bad number", "reason": "space"})])
     assert store.inflight() == {}
@@ -123,12 +123,12 @@ def test_requeue_and_finish_are_idempotent(store):
     store.r.lpush("q", "1", "2")
     store.claim_numbers("q", "t", Candidates([[("a", 5)]]), ids(2), 100.0, 60)
     rec = store.inflight()["c0"]
-    assert store.requeue("c0", rec) is True
-    assert store.requeue("c0", rec) is False           # a retry after a lost reply
+    assert store.requeue("c0", rec) == "ok"
+    assert store.requeue("c0", rec) == "lost"          # a retry after a lost reply
     assert store.r.lrange("q", 0, -1) == [b"1"]
     items = [("c1", "a", {"number": "2"}, None)]
-    assert store.finish(items) == 1
-    assert store.finish(items) == 0
+    assert store.finish(items) == (1, [])
+    assert store.finish(items) == (0, ["c1"])
     assert store.r.xlen(KEYS.results) == 1
 
 
@@ -138,7 +138,7 @@ def test_finish_many_items_and_lines(store):
     _, items = store.claim_numbers("q", "t", Candidates([[("a", 10), ("b", 10), ("c", 10)]]), ids(30), 100.0, 60)
     batch = [(cid, line, {"number": raw.decode(), "i": str(i)}, {"raw": "x"} if i % 7 == 0 else None)
              for i, (cid, raw, line, _, _) in enumerate(items)]
-    assert store.finish(batch) == 30
+    assert store.finish(batch).written == 30
     assert store.inflight() == {}
     assert all(store.r.zcard(KEYS.line_lease(x)) == 0 for x in "abc")
     assert store.r.xlen(KEYS.results) == 30 and store.r.xlen(KEYS.rejected) == 5
@@ -229,12 +229,14 @@ def test_due_redials_go_before_the_queue(store):
 
 
 def test_mark_sent_checks_dnc_and_ids(store):
+    store.r.lpush("q", "1", "666", "2")
+    store.claim_numbers("q", "t", Candidates([[("a", 5)]]), ["c1", "c2", "c3"], 100.0, 60)
     store.r.sadd(KEYS.dnc, "666")
     seen = KEYS.seen("t", "order-1")
     out = store.mark_sent([("c1", "1", {"state": "sent"}, seen), ("c2", "666", {"state": "sent"}, None),
                            ("c3", "2", {"state": "sent"}, seen)], 86400)
     assert out == ["ok", "dnc", "duplicate"]
-    assert set(store.inflight()) == {"c1"}
+    assert {cid for cid, rec in store.inflight().items() if rec["state"] == "sent"} == {"c1"}
     assert 86000 < store.r.ttl(seen) <= 86400
     # the same claim sent again (failover, throttle) is not its own duplicate
     assert store.mark_sent([("c1", "1", {"state": "sent", "try": 2}, seen)], 86400) == ["ok"]
@@ -254,8 +256,8 @@ def test_finish_counts_and_schedules_redial(store):
     store.claim_numbers("q", "t", Candidates([[("a", 5)]]), ids(1), 100.0, 60)
     item = ("c0", "a", {"number": "1"}, None, (KEYS.counters("t"), {"failed": 1, "cause:USER_BUSY": 1}),
             (KEYS.retries("t"), 400.0, '{"raw":"1","attempt":2}'))
-    assert store.finish([item]) == 1
-    assert store.finish([item]) == 0              # retried: nothing counted or scheduled twice
+    assert store.finish([item]).written == 1
+    assert store.finish([item]).written == 0      # retried: nothing counted or scheduled twice
     assert store.r.hgetall(KEYS.counters("t")) == {b"failed": b"1", b"cause:USER_BUSY": b"1"}
     assert store.r.zrange(KEYS.retries("t"), 0, -1, withscores=True) == [(b'{"raw":"1","attempt":2}', 400.0)]
 
@@ -270,8 +272,9 @@ def test_take_over_only_from_a_host_without_heartbeat(store):
     store.r.delete(other.alive())
     assert store.gone_hosts() == ["fs2"]
     assert sorted(store.take_over("fs2", count=1) + store.take_over("fs2")) == ["a", "b"]
-    assert store.r.hlen(other.inflight) == 0 and set(store.inflight()) == {"a", "b"}
-    store.heartbeat(30)
+    assert store.r.hlen(other.inflight) == 0
+    assert store.inflight() == {"a": {"owner": store.instance_id}, "b": {"owner": store.instance_id}}
+    assert store.heartbeat(30) is True
     assert 0 < store.r.ttl(KEYS.alive()) <= 30 and store.r.sismember(KEYS.hosts, "fs1")
 
 

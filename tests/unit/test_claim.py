@@ -63,3 +63,11 @@ def test_a_schedule_member_and_a_bad_entry():
         (Kind.SCHEDULE, HomeType.SORTED_SET, "2002", 500.0, ClaimState.EXPIRED, "schedule:c1")
     bad = Claim.from_record("c3", {"kind": "queue", "task": "t1", "queue": "q", "raw": "10 01", "state": "claimed"})
     assert bad.entry is None and bad.number == "10 01"
+
+
+def test_the_owner_comes_first_and_is_not_part_of_the_claim():
+    record = sent_claim().to_record(owner="instance-1")
+    assert list(record)[0] == "owner" and record["owner"] == "instance-1"
+    assert sent_claim().to_record()["owner"] == ""          # the Store writes its own id
+    back = Claim.from_record("c1", record)
+    assert back.owner == "t1"          # Claim.owner is the counters' key, not the record's owner
