@@ -71,3 +71,15 @@ def test_fields_an_earlier_run_left_in_the_status_are_removed(world, housekeepin
     world.r.hset(world.keys.task_status, "phantom", b'{"state": "error"}')    # from before a restart
     housekeeping.loop(NOW)
     assert sorted(world.r.hkeys(world.keys.task_status)) == [b"broken", b"t1"]
+
+
+def test_after_redis_trouble_a_claim_whose_reply_was_lost_goes_back_within_seconds(world, housekeeping):
+    world.r.hset(world.keys.inflight, "lost-reply", json.dumps({
+        "owner": world.store.instance_id, "kind": "queue", "task": "t1", "queue": "q:t1", "back": "list",
+        "raw": "5001", "line": "", "group": 0, "state": "claimed", "claimed_at": NOW - 10}))
+    housekeeping.loop(NOW)                            # no trouble seen: the two-minute sweep's business
+    assert world.r.hexists(world.keys.inflight, "lost-reply")
+    world.health.redis_trouble_at = NOW               # a claim call failed just now
+    housekeeping.loop(NOW + HEARTBEAT_INTERVAL)
+    assert not world.r.hexists(world.keys.inflight, "lost-reply")
+    assert world.r.lrange("q:t1", -1, -1) == [b"5001"]     # first in line

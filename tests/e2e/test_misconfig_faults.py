@@ -135,3 +135,33 @@ def test_a_queue_key_of_the_wrong_type_hurts_only_its_task(r, sim, daemon, fault
     fault_report("queue of the wrong type: good task pickup max %.0f ms; bad task state=%s" % (
         max(latencies) * 1000, task_status(r, "bad").get("state")))
     assert max(latencies) < 1.0
+
+
+def test_kill9_while_numbers_wait_to_fail_over_records_none_unknown(r, sim, daemon_factory, fault_report):
+    import random
+    import time
+    basic_setup(r, lines=(("a", "sofia/gateway/gwa/", 50), ("b", "sofia/gateway/gwb/", 3)),
+                groups=(("g1", ("a",)), ("g2", ("b",))))
+    sim.script_gateway("gwa", Outcome.fail("GATEWAY_DOWN"))            # every number fails over...
+    sim.script_gateway("gwb", Outcome.answer(ring_ms=0, hold_ms=600))  # ...to a group that is mostly full
+    put_task(r, "t1", task_params(limit=20, line_group=["g1", "g2"]))
+    numbers = [str(75000 + i) for i in range(30)]
+    push(r, "queue:t1", *numbers)
+    rng = random.Random(12)
+    d = daemon_factory()
+    for _ in range(3):
+        wait_for(lambda: len(sim.originates()) > 0, 10, message="dialing")
+        pause_until = time.monotonic() + rng.uniform(0.3, 1.2)
+        wait_for(lambda: time.monotonic() >= pause_until, 5, message="a moment of dialing")
+        d.kill9()
+        d = daemon_factory()
+    wait_for(lambda: {x["number"] for x in results(r)} >= set(numbers), 90, message="a result for every number")
+    res = results(r)
+    on_b = collections.Counter(o.number for o in sim.originates() if o.endpoint == "gwb")
+    unknown = [x["number"] for x in res if x["cause"] == "UNKNOWN"]
+    unknown_never_rang = [n for n in unknown if not on_b[n]]
+    twice = [n for n, c in on_b.items() if c > 1]
+    lost = [n for n in numbers if n not in {x["number"] for x in res}]
+    fault_report("kill -9 x3 with numbers waiting to fail over: N=%d lost=%d rang-twice=%d unknown=%d "
+                 "unknown-never-rang=%d" % (len(numbers), len(lost), len(twice), len(unknown), len(unknown_never_rang)))
+    assert not lost and not twice and not unknown_never_rang

@@ -236,3 +236,16 @@ def test_redials_shared_by_two_daemons_dialed_once_each(r, sim, daemon_factory):
         per_number.setdefault(x["number"], []).append(x["attempt"])
     assert all(sorted(v) == ["1", "2", "3"] for v in per_number.values())
     assert {x["host"] for x in res} == {"fs1", "fs2"}
+
+
+def test_ids_of_different_tasks_never_collide(r, sim, daemon, fault_report):
+    basic_setup(r)
+    put_task(r, "a:b", task_params(number_queue="queue:ab"))
+    put_task(r, "a", task_params(number_queue="queue:a"))
+    push(r, "queue:ab", {"params": {"number": "55001", "id": "x"}})
+    push(r, "queue:a", {"params": {"number": "55002", "id": "b:x"}})     # the same key before the fix
+    res = n_results(r, 2)
+    causes = sorted((x["number"], x["cause"]) for x in res)
+    fault_report("ids across tasks: (a:b, x) and (a, b:x) -> %s" % causes)
+    assert causes == [("55001", "NORMAL_CLEARING"), ("55002", "NORMAL_CLEARING")]
+    assert sorted(o.number for o in sim.originates()) == ["55001", "55002"]

@@ -30,13 +30,15 @@ def test_enterprise_separator_and_retries_never_reach_the_switch(r, sim, daemon)
          {"params": {"number": "2010"}, "variables": {"x_num": "a:_:loopback/1999"}},   # the captured injection
          {"params": {"number": "2011"}, "variables": {"originate_retries": "3"}},      # would ring a busy number 3 times
          {"params": {"number": "2012"}, "variables": {"x": "${uuid}"}},               # the switch would drop it
+         {"params": {"number": "2014"}, "variables": {"record_post_process_exec_api": "system:rm -rf /"}},
          "2013")
-    wait_for(lambda: len(results(r)) == 4, 10, message="four results")
+    wait_for(lambda: len(results(r)) == 5, 10, message="five results")
     causes = {res["number"]: res["cause"] for res in results(r)}
     assert causes["2013"] == "USER_BUSY"
-    assert [c for n, c in causes.items() if n != "2013"] == ["REJECTED_INPUT"] * 3
+    assert [c for n, c in causes.items() if n != "2013"] == ["REJECTED_INPUT"] * 4
     reasons = " | ".join(x["reason"] for x in rejected(r))
     assert ":_:" in reasons and "originate_retries" in reasons and "${" in reasons
+    assert "record_post_process_exec_api" in reasons
     assert rings(sim) == {"2013": 1}
     assert not any(o.enterprise or o.attempt > 1 for o in sim.originates())
 
