@@ -168,11 +168,7 @@ class Daemon:
         self.dispatcher.shutdown()
         self.tracker.join_helpers(deadline)
         if not self.writer.drain(deadline):
-            try:
-                saved = self.writer.save_journal()
-            except OSError as exc:
-                log.error("cannot write the journal %s: %s", self.writer.journal, exc)
-                saved = 0
+            saved = self.writer.save_journal()
             if saved:
                 log.warning("Redis unreachable: %d result(s) and requeue(s) kept in %s, written at the next start",
                             saved, self.writer.journal)
@@ -215,11 +211,7 @@ class Daemon:
 
     def _start_dialing(self):
         """Settle this host's in-flight numbers once, then start the dispatchers."""
-        try:
-            replayed = self.writer.load_journal()
-        except OSError as exc:
-            log.error("cannot read the journal %s: %s", self.writer.journal, exc)
-            replayed = 0
+        replayed = self.writer.load_journal()
         if replayed:
             log.info("journal %s: %d result(s) and requeue(s) from before the last stop go to Redis first",
                      self.writer.journal, replayed)

@@ -115,9 +115,16 @@ class ResultWriter:
     # than once: the scripts act only while the in-flight record exists.
 
     def save_journal(self) -> int:
-        """Write what is still queued to the journal (atomically); returns how many items."""
+        """Write what is still queued to the journal (atomically); returns how many items (0 on failure)."""
         if self.journal is None or not len(self):
             return 0
+        try:
+            return self._save_journal()
+        except OSError as exc:
+            log.error("cannot write the journal %s: %s", self.journal, exc)
+            return 0
+
+    def _save_journal(self) -> int:
         lines = [orjson.dumps({"finish": [_jsonable(part) for part in item]}) for item in self.results]
         lines += [orjson.dumps({"requeue": [claim_id, record]}) for claim_id, record in self.requeues]
         tmp = self.journal + ".tmp"
@@ -133,6 +140,13 @@ class ResultWriter:
         """Queue what an earlier stop left in the journal; returns how many items."""
         if self.journal is None or not os.path.exists(self.journal):
             return 0
+        try:
+            return self._load_journal()
+        except OSError as exc:
+            log.error("cannot read the journal %s: %s", self.journal, exc)
+            return 0
+
+    def _load_journal(self) -> int:
         count = 0
         with open(self.journal, "rb") as fh:
             for line in fh:
