@@ -23,7 +23,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import orjson
 import redis
 
-from . import scripts
+from . import record_scripts, scripts
 from .keys import Keys
 from .model import as_text
 
@@ -194,7 +194,7 @@ class Store:
 
     def update_inflight(self, claim_id: str, record: Dict) -> str:
         """Rewrite a claim's in-flight record (parked between two tries): OK, or LOST when no longer ours."""
-        return scripts.update_record(self.r, inflight=self.keys.inflight, host_name=self.keys.instance(),
+        return record_scripts.update_record(self.r, inflight=self.keys.inflight, host_name=self.keys.instance(),
                                      owner=self.instance_id, claim_id=claim_id, record=record)
 
     def inflight(self) -> Dict[str, Dict]:
@@ -219,7 +219,7 @@ class Store:
         Returns the claim ids no longer ours (record gone or another
         instance's): their leases are left alone.
         """
-        _, lost = scripts.renew_leases(self.r, inflight=self.keys.inflight, host_name=self.keys.instance(),
+        _, lost = record_scripts.renew_leases(self.r, inflight=self.keys.inflight, host_name=self.keys.instance(),
                                        owner=self.instance_id, expiry=now + lease_ttl,
                                        leases=[(self.keys.line_lease(line), claim_id) for line, claim_id in leases])
         return lost
@@ -236,7 +236,7 @@ class Store:
         line = record.get("line")
         back = record.get("back") or ("zset" if record.get("kind") == "schedule" else "list")
         score = float(record.get("score") or 0)
-        return scripts.requeue(self.r, inflight=self.keys.inflight, host_name=self.keys.instance(),
+        return record_scripts.requeue(self.r, inflight=self.keys.inflight, host_name=self.keys.instance(),
                                owner=self.instance_id, claim_id=claim_id, home=record["queue"], raw=raw, back=back,
                                score=score if math.isfinite(score) else 0.0,
                                lease=self.keys.line_lease(line) if line else None, seen=record.get("seen"))
@@ -245,7 +245,7 @@ class Store:
         """Record, right before the originates go out, which uuid each claim is dialed with.
 
         (claim_id, number, record, idempotency key or None) per claim; returns
-        "ok", "lost", "dnc" or "duplicate" per claim (see scripts.MARK_SENT).
+        "ok", "lost", "dnc" or "duplicate" per claim (see record_scripts.MARK_SENT).
         LOST: the record is gone or another instance's, so the claim must not
         be dialed, requeued or recorded by this host. After a crash a record
         in state "sent" is never dialed again; it is checked with uuid_exists
@@ -253,11 +253,11 @@ class Store:
         """
         if not claims:
             return []
-        return scripts.mark_sent(self.r, inflight=self.keys.inflight, dnc=self.keys.dnc,
+        return record_scripts.mark_sent(self.r, inflight=self.keys.inflight, dnc=self.keys.dnc,
                                  host_name=self.keys.instance(), owner=self.instance_id, claims=claims,
                                  window=dedup_window)
 
-    def finish(self, items: Sequence) -> scripts.Finished:
+    def finish(self, items: Sequence) -> record_scripts.Finished:
         """End claims in one atomic step.
 
         Each item is (claim_id, line, result, rejected-or-None) optionally
@@ -270,26 +270,26 @@ class Store:
         instance's).
         """
         if not items:
-            return scripts.Finished(0, [])
+            return record_scripts.Finished(0, [])
         endings = []
         for item in items:
             claim_id, line, result, rejected = item[:4]
             counters_key, counts = item[4] if len(item) > 4 and item[4] else (None, {})
             redial_key, redial_score, redial_member = item[5] if len(item) > 5 and item[5] else (None, 0, "")
-            endings.append(scripts.Ending(claim_id, self.keys.line_lease(line) if line else None, result, rejected,
+            endings.append(record_scripts.Ending(claim_id, self.keys.line_lease(line) if line else None, result, rejected,
                                           counters_key, counts, redial_key, redial_score, redial_member))
-        return scripts.finish(self.r, inflight=self.keys.inflight, results=self.keys.results,
+        return record_scripts.finish(self.r, inflight=self.keys.inflight, results=self.keys.results,
                               rejected=self.keys.rejected, host_name=self.keys.instance(),
                               results_maxlen=self.result_maxlen, rejected_maxlen=self.rejected_maxlen,
                               owner=self.instance_id, endings=endings)
 
     def reject(self, record: Dict):
         """A rejected record for bad configuration or messages (nothing was claimed)."""
-        self.r.xadd(self.keys.rejected, scripts.as_fields(record), maxlen=self.rejected_maxlen, approximate=True)
+        self.r.xadd(self.keys.rejected, record_scripts.as_fields(record), maxlen=self.rejected_maxlen, approximate=True)
 
     # --- status ----------------------------------------------------------------------
 
-    def claim_host(self, instance_id: Optional[str] = None, ttl: float = HOST_NAME_TTL) -> scripts.HostHold:
+    def claim_host(self, instance_id: Optional[str] = None, ttl: float = HOST_NAME_TTL) -> record_scripts.HostHold:
         """Hold this host's name for this instance (at start, before anything else touches Redis).
 
         Returns (ok, holder, ttl, adopted). ok: the name is ours for ``ttl``
@@ -324,10 +324,10 @@ class Store:
     def release_host(self) -> bool:
         """Give this host's name up at a clean stop, so the next start need not wait; False if not ours."""
         self._holds_name = False
-        return scripts.release_host(self.r, name=self.keys.instance(), owner=self.instance_id)
+        return record_scripts.release_host(self.r, name=self.keys.instance(), owner=self.instance_id)
 
-    def _hold(self, name_ttl: float, heartbeat_ttl: Optional[float], hold_name: bool) -> scripts.HostHold:
-        hold = scripts.hold_host(self.r, name=self.keys.instance(), inflight=self.keys.inflight,
+    def _hold(self, name_ttl: float, heartbeat_ttl: Optional[float], hold_name: bool) -> record_scripts.HostHold:
+        hold = record_scripts.hold_host(self.r, name=self.keys.instance(), inflight=self.keys.inflight,
                                  alive=self.keys.alive(), hosts=self.keys.hosts, owner=self.instance_id,
                                  host=self.keys.host, name_ttl=name_ttl, heartbeat_ttl=heartbeat_ttl, now=time.time(),
                                  hold=hold_name)
@@ -349,8 +349,8 @@ class Store:
         return [h for h, alive, n in zip(hosts, replies[::2], replies[1::2]) if not alive and n]
 
     def take_over(self, host: str, count: int = 500) -> List[str]:
-        """Move up to ``count`` in-flight records of a gone host into ours, as ours (scripts.TAKE_OVER)."""
-        return scripts.take_over(self.r, theirs=self.keys.inflight_of(host), ours=self.keys.inflight,
+        """Move up to ``count`` in-flight records of a gone host into ours, as ours (record_scripts.TAKE_OVER)."""
+        return record_scripts.take_over(self.r, theirs=self.keys.inflight_of(host), ours=self.keys.inflight,
                                  heartbeat=self.keys.alive(host), their_name=self.keys.instance(host),
                                  our_name=self.keys.instance(), owner=self.instance_id, count=count)
 
@@ -376,7 +376,7 @@ class Store:
     def write_status(self, fields: Dict, task_status: Dict[str, bytes], removed_tasks: Iterable[str] = ()):
         """This host's status hash and its tasks' (values encoded by ``messages``)."""
         pipe = self.r.pipeline(transaction=False)
-        pipe.hset(self.keys.status, mapping=scripts.as_fields(fields))
+        pipe.hset(self.keys.status, mapping=record_scripts.as_fields(fields))
         if task_status:
             pipe.hset(self.keys.task_status, mapping=dict(task_status))
         removed = list(removed_tasks)

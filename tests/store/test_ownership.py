@@ -7,7 +7,7 @@ daemon processes.
 import orjson
 import pytest
 
-from cti_dialer import scripts
+from cti_dialer import record_scripts
 from cti_dialer.keys import Keys
 from cti_dialer.store import HOST_NAME_TTL, Candidates, Store
 from tests.store.conftest import KEYS
@@ -302,7 +302,7 @@ def test_requeue_never_deletes_a_record_it_cannot_put_back(store):
 def test_requeue_puts_a_non_finite_score_back_as_due(store):
     claim(store, "1", "2")
     for claim_id, member, score in (("c0", b"m", float("inf")), ("c1", b"n", float("nan"))):
-        assert scripts.requeue(store.r, inflight=KEYS.inflight, host_name=KEYS.instance(), owner=store.instance_id,
+        assert record_scripts.requeue(store.r, inflight=KEYS.inflight, host_name=KEYS.instance(), owner=store.instance_id,
                                claim_id=claim_id, home="z", raw=member, back="zset", score=score, lease=None,
                                seen=None) == "ok"
     assert store.r.zrange("z", 0, -1, withscores=True) == [(b"m", 0.0), (b"n", 0.0)]

@@ -8,7 +8,7 @@ import re
 import orjson
 import pytest
 
-from cti_dialer import scripts
+from cti_dialer import record_scripts, scripts
 from cti_dialer.claim import RECORD_FIELDS, Claim, HomeType, Kind
 from cti_dialer.lifecycle import ClaimState
 from cti_dialer.store import Candidates
@@ -126,7 +126,7 @@ def test_script_record_is_what_python_reads(store, produce, fields):
 
 
 def lua_sources():
-    return {name: value for name, value in vars(scripts).items()
+    return {name: value for module in (scripts, record_scripts) for name, value in vars(module).items()
             if name.isupper() and isinstance(value, str) and "redis.call" in value}
 
 
