@@ -102,7 +102,9 @@ class Daemon:
         gevent.signal_handler(signal.SIGINT, self.stopping.set)
         gevent.signal_handler(signal.SIGHUP, self.reload_requested.set)
         if not self.claim_host_name():
-            return 1
+            # Refused (another instance runs under this name) is a failure
+            # systemd must see; a stop asked for while waiting is not.
+            return 0 if self.stopping.is_set() else 1
         self.start()
         self.stopping.wait()
         self.shutdown()
