@@ -18,6 +18,7 @@ from . import model, outcome, scripts
 from .claim import Claim, HomeType, Kind, redial_state
 from .lifecycle import ClaimState
 from .outcome import Verdict
+from .runtime import REDIS_ERRORS
 
 log = logging.getLogger("cti_dialer")
 
@@ -42,7 +43,11 @@ class ScheduleDialer:
         wait = self.tracker.budget.wait(now)
         if wait:
             return min(wait, poll)
-        return 0.0 if self.dial_due(now) else poll
+        try:
+            return 0.0 if self.dial_due(now) else poll
+        except REDIS_ERRORS:
+            self.health.redis_trouble_at = now     # a claim may have run unheard: housekeeping looks soon
+            raise
 
     def shutdown(self):
         pass
