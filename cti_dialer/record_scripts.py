@@ -122,21 +122,32 @@ def mark_sent(client, *, inflight: str, dnc: str, host_name: str, owner: str,
 # the record is there and ours.
 #
 # KEYS[1] in-flight hash, KEYS[2] this host's name key
-# ARGV[1] our instance id, ARGV[2] claim id, ARGV[3] the record JSON (owner first)
-# Returns "ok", or "lost" (gone or not ours to act on: nothing written).
+# ARGV[1] our instance id, ARGV[2] claim id, ARGV[3] the record JSON (owner first),
+# ARGV[4] the call uuid the record must still hold ("" = any): a rewrite
+# delayed behind a later try's mark-sent must not undo it
+# Returns "ok", "lost" (gone or not ours to act on) or "stale" (another try's
+# record by now); nothing is written unless "ok".
 UPDATE_RECORD = RECORDS + r"""
-if not may_act(ARGV[1], redis.call('GET', KEYS[2]), redis.call('HGET', KEYS[1], ARGV[2])) then
+local current = redis.call('HGET', KEYS[1], ARGV[2])
+if not may_act(ARGV[1], redis.call('GET', KEYS[2]), current) then
   return 'lost'
+end
+if ARGV[4] ~= '' then
+  local ok, doc = pcall(cjson.decode, current)
+  if not ok or type(doc) ~= 'table' or doc.uuid ~= ARGV[4] then return 'stale' end
 end
 redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
 return 'ok'
 """
 
 
-def update_record(client, *, inflight: str, host_name: str, owner: str, claim_id: str, record: Dict) -> str:
-    """Run UPDATE_RECORD: OK when the record was rewritten, LOST when it is no longer ours."""
+def update_record(client, *, inflight: str, host_name: str, owner: str, claim_id: str, record: Dict,
+                  expected_uuid: str = "") -> str:
+    """Run UPDATE_RECORD: OK when the record was rewritten, LOST when it is no longer ours, STALE
+    when ``expected_uuid`` is given and the record holds another try by now."""
     return as_text(_script(client, UPDATE_RECORD)(keys=[inflight, host_name],
-                                                  args=[owner, claim_id, encode_record(owner, record)]))
+                                                  args=[owner, claim_id, encode_record(owner, record),
+                                                        expected_uuid]))
 
 
 # End claims: drop the in-flight record, free the lease, append the result

@@ -192,10 +192,12 @@ class Store:
         """One schedule config's JSON, or None."""
         return self.r.hget(self.keys.schedule_configs, name)
 
-    def update_inflight(self, claim_id: str, record: Dict) -> str:
-        """Rewrite a claim's in-flight record (parked between two tries): OK, or LOST when no longer ours."""
+    def update_inflight(self, claim_id: str, record: Dict, expected_uuid: str = "") -> str:
+        """Rewrite a claim's in-flight record (parked between two tries): "ok", "lost" when no longer
+        ours, "stale" when ``expected_uuid`` is given and the record holds another try by now."""
         return record_scripts.update_record(self.r, inflight=self.keys.inflight, host_name=self.keys.instance(),
-                                     owner=self.instance_id, claim_id=claim_id, record=record)
+                                            owner=self.instance_id, claim_id=claim_id, record=record,
+                                            expected_uuid=expected_uuid)
 
     def inflight(self) -> Dict[str, Dict]:
         """This host's in-flight records, for recovery after a restart."""

@@ -109,7 +109,7 @@ class CallTracker:
         try:
             # Acts only while the record is still there and ours: a result
             # written meanwhile is never undone.
-            self.store.update_inflight(claim.claim_id, claim.to_record(ClaimState.PARKED))
+            self.store.update_inflight(claim.claim_id, claim.to_record(ClaimState.PARKED), expected_uuid=att.uuid)
         except REDIS_ERRORS:
             pass
 

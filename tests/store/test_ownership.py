@@ -321,3 +321,16 @@ def test_ids_of_different_tasks_never_share_a_key(store):
     assert store.mark_sent([("c0", "1", {"state": "sent"}, keys[0]), ("c1", "2", {"state": "sent"}, keys[1])],
                            60) == ["ok", "ok"]
     assert [store.r.get(k) for k in keys[:2]] == [i.encode() for i in ids]
+
+
+def test_a_delayed_early_park_never_undoes_a_later_try(store):
+    assert store.claim_host().ok
+    claim(store, "1")
+    first = dict(sent("c0", "1")[2], uuid="11111111-1111-4111-8111-111111111111")
+    assert store.mark_sent([("c0", "1", first, None)], 60) == ["ok"]
+    second = dict(first, uuid="22222222-2222-4222-8222-222222222222", **{"try": 2})
+    assert store.mark_sent([("c0", "1", second, None)], 60) == ["ok"]          # the next try went out
+    late = dict(first, state="parked")                                          # the first try's note, late
+    assert store.update_inflight("c0", late, expected_uuid=first["uuid"]) == "stale"
+    assert orjson.loads(store.r.hget(KEYS.inflight, "c0"))["uuid"] == second["uuid"]
+    assert store.update_inflight("c0", dict(second, state="parked"), expected_uuid=second["uuid"]) == "ok"
