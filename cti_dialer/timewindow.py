@@ -20,7 +20,7 @@ import datetime as _dt
 import enum
 import re
 from dataclasses import dataclass, field
-from typing import Any, FrozenSet, Mapping, Optional, Tuple
+from typing import Any, FrozenSet, Iterator, Mapping, Optional, Tuple
 
 __all__ = [
     "ALWAYS_OPEN",
@@ -60,11 +60,14 @@ class State(str, enum.Enum):
 class Window:
     """A parsed calling window.
 
-    ``weekdays`` uses Python's numbering (Monday = 0 ... Sunday = 6).
-    ``hours`` holds ``(begin, end)`` in seconds after the local midnight of
-    the day the range begins, with ``begin < end <= begin + 86400``; an empty
-    tuple means the whole day.  ``start``, ``stop`` and ``holidays`` are UTC
-    instants.
+    ``weekdays`` uses Python's numbering (Monday = 0 ... Sunday = 6); with
+    ranges, it holds only days some range begins on.
+    ``hours`` holds ``(weekday, begin, end)``: the weekday (Python's
+    numbering) the range begins on, and ``begin``/``end`` in seconds after
+    that day's local midnight, with ``begin < end <= begin + 86400``.  A
+    range without ``wday`` is stored once per weekday, so equivalent params
+    compare equal.  An empty tuple means the whole day.  ``start``, ``stop``
+    and ``holidays`` are UTC instants.
     """
 
     # Some tzinfo implementations (dateutil's tzfile) are unhashable; equal
@@ -74,7 +77,7 @@ class Window:
     stop: Optional[_dt.datetime] = None
     holidays: Tuple[Tuple[_dt.datetime, _dt.datetime], ...] = ()
     weekdays: FrozenSet[int] = _ALL_DAYS
-    hours: Tuple[Tuple[int, int], ...] = ()
+    hours: Tuple[Tuple[int, int, int], ...] = ()
 
 
 ALWAYS_OPEN = Window(tz=_UTC)
@@ -88,7 +91,11 @@ _DATETIME_RE = re.compile(
     r"([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})"
     r"(?: ([0-9]{1,2}):([0-9]{2})(?::([0-9]{2}))?)?"
 )
+# A bounded digit count keeps int() clear of its huge-string limit.
+_WDAY_RE = re.compile(r"-?[0-9]{1,9}")
 _TIME_FORMS = "H:MM or H:MM:SS"
+_WEEK_RULE = "0-7, 0 and 7 = Sunday"
+_WDAY_RULE = _WEEK_RULE + ", -1 = every day"
 _DATETIME_FORMS = "YYYY-M-D, YYYY-M-D H:MM or YYYY-M-D H:MM:SS"
 
 
@@ -180,7 +187,37 @@ def _parse_list(name: str, value: Any, what: str) -> list:
     return list(value)
 
 
-def _parse_work_hours(name: str, value: Any) -> Tuple[Tuple[int, int], ...]:
+def _is_int(value: Any) -> bool:
+    # bool is an int subclass; true/false in JSON is a mistake, not a day.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _python_weekday(where: str, value: Any, number: int, rule: str) -> int:
+    if not 0 <= number <= 7:
+        raise WindowError(f"{where}: {_show(value)} is not a weekday ({rule})")
+    # Operators count 0 = Sunday, Python counts 0 = Monday.
+    return (number - 1) % 7
+
+
+def _parse_wday(where: str, value: Any) -> FrozenSet[int]:
+    """The Python weekdays a work_hour range begins on."""
+    # mod_cti's schema allows "3" as well as 3.
+    if isinstance(value, str) and _WDAY_RE.fullmatch(value):
+        number = int(value)
+    elif _is_int(value):
+        number = value
+    elif isinstance(value, str):
+        raise WindowError(f"{where}: {_show(value)} is not a weekday ({_WDAY_RULE})")
+    else:
+        raise WindowError(
+            f"{where}: expected an int or a string ({_WDAY_RULE}), got "
+            f"{_type_name(value)} {_show(value)}")
+    if number == -1:
+        return _ALL_DAYS
+    return frozenset({_python_weekday(where, value, number, _WDAY_RULE)})
+
+
+def _parse_work_hours(name: str, value: Any) -> Tuple[Tuple[int, int, int], ...]:
     ranges = set()
     for i, item in enumerate(_parse_list(name, value, '{"begin", "end"} objects')):
         where = f"{name}[{i}]"
@@ -190,7 +227,10 @@ def _parse_work_hours(name: str, value: Any) -> Tuple[Tuple[int, int], ...]:
         if end <= begin:
             # Crosses midnight; begin == end is a whole 24 hours from begin.
             end += _DAY
-        ranges.add((begin, end))
+        days = _ALL_DAYS
+        if item.get("wday") is not None:
+            days = _parse_wday(f"{where}.wday", item["wday"])
+        ranges.update((day, begin, end) for day in days)
     return tuple(sorted(ranges))
 
 
@@ -198,16 +238,11 @@ def _parse_work_week(value: Any) -> FrozenSet[int]:
     days = set()
     for i, item in enumerate(_parse_list("work_week", value, "weekday numbers 0-7")):
         where = f"work_week[{i}]"
-        # bool is an int subclass; true/false in JSON is a mistake, not a day.
-        if isinstance(item, bool) or not isinstance(item, int):
+        if not _is_int(item):
             raise WindowError(
                 f"{where}: expected an int 0-7 (0 and 7 = Sunday), got "
                 f"{_type_name(item)} {_show(item)}")
-        if not 0 <= item <= 7:
-            raise WindowError(
-                f"{where}: {_show(item)} is not a weekday (0-7, 0 and 7 = Sunday)")
-        # Operators count 0 = Sunday, Python counts 0 = Monday.
-        days.add((item - 1) % 7)
+        days.add(_python_weekday(where, item, item, _WEEK_RULE))
     return frozenset(days)
 
 
@@ -293,7 +328,7 @@ def parse_window(params: Mapping[str, Any], tz: _dt.tzinfo) -> Window:
         raise WindowError(
             "work_hour and work_time are both given: they are synonyms, "
             "keep only one (ambiguous)")
-    hours: Tuple[Tuple[int, int], ...] = ()
+    hours: Tuple[Tuple[int, int, int], ...] = ()
     if has_hour:
         hours = _parse_work_hours("work_hour", params["work_hour"])
     elif has_time:
@@ -303,10 +338,16 @@ def parse_window(params: Mapping[str, Any], tz: _dt.tzinfo) -> Window:
     if _present(params, "work_week"):
         weekdays = _parse_work_week(params["work_week"])
 
-    # Midnight to midnight alone is the same as no range.  Not when other
-    # ranges exist: one crossing midnight may open the day after a work day.
-    if hours == ((0, _DAY),):
-        hours = ()
+    if hours:
+        # With ranges, a day none of them begins on is not worked, as when
+        # work_week leaves it out: a range set for Monday-Saturday closes
+        # Sunday.
+        weekdays = weekdays & {day for day, _, _ in hours}
+        # Midnight to midnight on each day it names is the same as no range.
+        # Not when other ranges exist: one crossing midnight may open the
+        # day after a work day.
+        if all((begin, end) == (0, _DAY) for _, begin, end in hours):
+            hours = ()
     if not weekdays:
         hours = ()
     if not hours and weekdays in (_ALL_DAYS, frozenset()):
@@ -339,6 +380,11 @@ def _midnight(window: Window, day: _dt.date) -> _dt.datetime:
     return _to_instant(_dt.datetime.combine(day, _dt.time()), window.tz)
 
 
+def _ranges_on(window: Window, day: _dt.date) -> Iterator[Tuple[int, int]]:
+    weekday = day.weekday()
+    return ((begin, end) for range_day, begin, end in window.hours if range_day == weekday)
+
+
 def _range_instants(window: Window, day: _dt.date,
                     begin: int, end: int) -> Tuple[_dt.datetime, _dt.datetime]:
     # Offsets are added to the naive midnight, i.e. in wall-clock time, so a
@@ -369,7 +415,7 @@ def _weekly_state(window: Window, t: _dt.datetime) -> State:
     # A range lasts at most 24 hours from its begin, so only ranges of today
     # and yesterday can cover t.
     for day in (today - _dt.timedelta(days=1), today):
-        for begin, end in window.hours:
+        for begin, end in _ranges_on(window, day):
             begin_at, end_at = _range_instants(window, day, begin, end)
             if begin_at <= t < end_at:
                 # The day a range begins decides, even past midnight.
@@ -431,7 +477,7 @@ def next_change(window: Window, now: _dt.datetime) -> Optional[_dt.datetime]:
         for offset in range(-1, _LOOKAHEAD_DAYS + 1):
             day = today + _dt.timedelta(days=offset)
             candidates.add(_midnight(window, day + _dt.timedelta(days=1)))
-            for begin, end in window.hours:
+            for begin, end in _ranges_on(window, day):
                 candidates.update(_range_instants(window, day, begin, end))
         candidates = {c for c in candidates if c > t}
 

@@ -1,3 +1,4 @@
+import datetime
 import json
 import zoneinfo
 
@@ -71,6 +72,12 @@ def test_limit_default_is_one():
     (dict(BASE, destination_extension="88 88"), "extension"),
     (dict(BASE, destination_context="de}fault"), "context"),
     (dict(BASE, work_hour=[{"begin": "25:00", "end": "26:00"}]), "work_hour"),
+    (dict(BASE, work_hour=[{"begin": "8:00", "end": "9:00", "wday": 9}]),
+     "task 't': work_hour[0].wday: 9 is not a weekday"),
+    (dict(BASE, work_time=[{"begin": "8:00", "end": "9:00", "wday": "x"}]),
+     "task 't': work_time[0].wday: 'x' is not a weekday"),
+    (dict(BASE, work_hour=[{"begin": "8:00", "end": "9:00", "wday": True}]),
+     "task 't': work_hour[0].wday: expected an int or a string"),
 ])
 def test_invalid_tasks_say_why(params, reason):
     with pytest.raises(model.ModelError) as err:
@@ -110,6 +117,16 @@ def test_host_work_time_replaces_template_work_hour():
     a = model.merge_task("t", template, host, TZ)
     b = model.merge_task("t", task_json(dict(BASE, work_hour=[{"begin": "10:00", "end": "11:00"}])), None, TZ)
     assert a.window == b.window
+
+
+def test_host_work_time_with_wday_replaces_template_work_hour():
+    saturday = [{"begin": "10:00", "end": "14:00", "wday": "6"}]
+    template = task_json(dict(BASE, work_hour=[{"begin": "8:00", "end": "18:00", "wday": 1}]))
+    a = model.merge_task("t", template, task_json({"work_time": saturday}), TZ)
+    b = model.merge_task("t", task_json(dict(BASE, work_hour=saturday)), None, TZ)
+    assert a.window == b.window
+    assert model.timewindow.is_open(a.window, datetime.datetime(2020, 1, 25, 11, tzinfo=TZ))
+    assert not model.timewindow.is_open(a.window, datetime.datetime(2020, 1, 20, 11, tzinfo=TZ))
 
 
 def test_numeric_extension_accepted():

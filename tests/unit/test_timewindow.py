@@ -45,6 +45,11 @@ def hours(*pairs):
     return [{"begin": b, "end": e} for b, e in pairs]
 
 
+def on(wday, *pairs):
+    """Ranges for one weekday, as mod_cti writes them (``wday`` a str or an int)."""
+    return [dict(r, wday=wday) for r in hours(*pairs)]
+
+
 # 2020-01-20 is a Monday.
 SEED = {
     "start_time": "2020-1-20 12:00",
@@ -62,6 +67,14 @@ TO_MIDNIGHT = {"work_hour": hours(("18:00", "24:00"))}
 SECONDS = {"work_hour": hours(("8:00:30", "08:01"))}
 HOLIDAY_ONLY = {"holiday": [{"begin": "2020-1-20 12:00", "end": "2020-1-21 12:00"}]}
 START_STOP = {"start_time": "2020-1-20 12:00", "stop_time": "2020-01-22 12:00:00"}
+# Monday-Friday 8:00-18:00, Saturday 10:00-14:00, Sunday nothing.
+WEEK_AND_SATURDAY = {"work_hour": [
+    *(r for day in (1, "2", 3, "4", 5) for r in on(day, ("8:00", "18:00"))),
+    *on("6", ("10:00", "14:00"))]}
+ONLY_TUESDAY = {"work_hour": on(2, ("8:00", "9:00"))}
+TUESDAY_OFF = dict(ONLY_TUESDAY, holiday=[{"begin": "2020-1-28", "end": "2020-1-29"}])
+FRIDAY_NIGHT_WDAY = {"work_hour": on(5, ("22:00", "2:00"))}
+FRIDAY_AND_SATURDAY_NIGHT = {"work_hour": on(5, ("22:00", "2:00")) + on(6, ("22:00", "23:00"))}
 
 STATE_CASES = [
     # range crossing midnight: begin inclusive, end exclusive, both sides
@@ -154,6 +167,61 @@ STATE_CASES = [
      "2020-01-25 12:00", HOLIDAY),
     ({"work_week": [6], "work_hour": hours(("8:00", "9:00"))}, "2020-01-20 12:00", OFF_DAY),
     ({"stop_time": "2020-1-20", "work_week": []}, "2020-01-20 12:00", FINISHED),
+    # wday: a range applies on its weekday only (2020-01-25 is a Saturday)
+    (WEEK_AND_SATURDAY, "2020-01-20 07:59:59", OFF_HOURS),
+    (WEEK_AND_SATURDAY, "2020-01-20 08:00", OPEN),
+    (WEEK_AND_SATURDAY, "2020-01-22 12:00", OPEN),
+    (WEEK_AND_SATURDAY, "2020-01-24 17:59:59", OPEN),
+    (WEEK_AND_SATURDAY, "2020-01-24 18:00", OFF_HOURS),
+    (WEEK_AND_SATURDAY, "2020-01-25 08:00", OFF_HOURS),  # weekday hours not on Saturday
+    (WEEK_AND_SATURDAY, "2020-01-25 10:00", OPEN),
+    (WEEK_AND_SATURDAY, "2020-01-25 13:59:59", OPEN),
+    (WEEK_AND_SATURDAY, "2020-01-25 14:00", OFF_HOURS),
+    (WEEK_AND_SATURDAY, "2020-01-25 15:00", OFF_HOURS),
+    (WEEK_AND_SATURDAY, "2020-01-26 12:00", OFF_DAY),    # no range begins on Sunday
+    (ONLY_TUESDAY, "2020-01-21 08:00", OPEN),
+    (ONLY_TUESDAY, "2020-01-21 09:00", OFF_HOURS),
+    (ONLY_TUESDAY, "2020-01-20 08:00", OFF_DAY),
+    (ONLY_TUESDAY, "2020-01-22 08:30", OFF_DAY),
+    # wday absent or -1: every day
+    ({"work_hour": on(-1, ("8:00", "9:00"))}, "2020-01-19 08:00", OPEN),
+    ({"work_hour": on("-1", ("8:00", "9:00"))}, "2020-01-25 08:00", OPEN),
+    ({"work_hour": on(None, ("8:00", "9:00"))}, "2020-01-22 08:00", OPEN),
+    ({"work_hour": on(7, ("8:00", "9:00"))}, "2020-01-19 08:00", OPEN),
+    ({"work_hour": on("0", ("8:00", "9:00")) + hours(("12:00", "13:00"))},
+     "2020-01-20 12:30", OPEN),
+    ({"work_hour": on("0", ("8:00", "9:00")) + hours(("12:00", "13:00"))},
+     "2020-01-20 08:30", OFF_HOURS),
+    # work_week closes a day a wday range names
+    (dict(WEEK_AND_SATURDAY, work_week=[1, 2, 3, 4, 5]), "2020-01-25 11:00", OFF_DAY),
+    (dict(WEEK_AND_SATURDAY, work_week=[1, 2, 3, 4, 5]), "2020-01-24 11:00", OPEN),
+    (dict(ONLY_TUESDAY, work_week=[1, 3]), "2020-01-21 08:00", OFF_DAY),
+    # holidays over a wday range
+    (dict(WEEK_AND_SATURDAY, holiday=[{"begin": "2020-1-25", "end": "2020-1-26"}]),
+     "2020-01-25 11:00", HOLIDAY),
+    (dict(WEEK_AND_SATURDAY, holiday=[{"begin": "2020-1-25 11:00", "end": "2020-1-25 12:00"}]),
+     "2020-01-25 10:59:59", OPEN),
+    (dict(WEEK_AND_SATURDAY, holiday=[{"begin": "2020-1-25 11:00", "end": "2020-1-25 12:00"}]),
+     "2020-01-25 11:30", HOLIDAY),
+    (dict(WEEK_AND_SATURDAY, holiday=[{"begin": "2020-1-25 11:00", "end": "2020-1-25 12:00"}]),
+     "2020-01-25 12:00", OPEN),
+    # a midnight-crossing wday range belongs to the day it begins on
+    (FRIDAY_NIGHT_WDAY, "2020-01-24 21:59:59", OFF_HOURS),
+    (FRIDAY_NIGHT_WDAY, "2020-01-24 22:00", OPEN),
+    (FRIDAY_NIGHT_WDAY, "2020-01-25 01:00", OPEN),       # Saturday, Friday's range
+    (FRIDAY_NIGHT_WDAY, "2020-01-25 01:59:59", OPEN),
+    (FRIDAY_NIGHT_WDAY, "2020-01-25 02:00", OFF_DAY),
+    (FRIDAY_NIGHT_WDAY, "2020-01-25 22:30", OFF_DAY),
+    (FRIDAY_NIGHT_WDAY, "2020-01-24 01:00", OFF_HOURS),  # Friday, no Thursday range
+    (FRIDAY_NIGHT_WDAY, "2020-01-23 23:00", OFF_DAY),
+    (FRIDAY_AND_SATURDAY_NIGHT, "2020-01-25 01:00", OPEN),
+    (FRIDAY_AND_SATURDAY_NIGHT, "2020-01-25 22:30", OPEN),
+    (FRIDAY_AND_SATURDAY_NIGHT, "2020-01-25 23:00", OFF_HOURS),
+    (FRIDAY_AND_SATURDAY_NIGHT, "2020-01-26 00:30", OFF_DAY),
+    (dict(FRIDAY_NIGHT_WDAY, work_week=[5]), "2020-01-25 01:00", OPEN),
+    (dict(FRIDAY_NIGHT_WDAY, work_week=[6]), "2020-01-25 01:00", OFF_DAY),
+    ({"work_hour": on("0", ("22:00", "2:00"))}, "2020-01-20 01:00", OPEN),  # Sunday's, on Monday
+    ({"work_hour": on("0", ("22:00", "2:00"))}, "2020-01-19 01:00", OFF_HOURS),
 ]
 
 
@@ -186,6 +254,19 @@ def test_state(params, when, expected):
     ({"holiday": [{"begin": "2020-1-20", "end": "2020-1-20"}]}, {}),
     ({"work_hour": [{"begin": "8:00", "end": "9:00", "note": "am"}]},
      {"work_hour": hours(("8:00", "9:00"))}),
+    # wday: absent, null and -1 are every day; "3" is 3; 7 is 0
+    ({"work_hour": on(-1, ("8:00", "9:00"))}, {"work_hour": hours(("8:00", "9:00"))}),
+    ({"work_hour": on("-1", ("8:00", "9:00"))}, {"work_hour": hours(("8:00", "9:00"))}),
+    ({"work_hour": on(None, ("8:00", "9:00"))}, {"work_hour": hours(("8:00", "9:00"))}),
+    ({"work_hour": [r for d in range(7) for r in on(d, ("8:00", "9:00"))]},
+     {"work_hour": hours(("8:00", "9:00"))}),
+    ({"work_hour": on("3", ("8:00", "9:00"))}, {"work_hour": on(3, ("8:00", "9:00"))}),
+    ({"work_hour": on(7, ("8:00", "9:00"))}, {"work_hour": on("0", ("8:00", "9:00"))}),
+    ({"work_time": on(3, ("8:00", "9:00"))}, {"work_hour": on(3, ("8:00", "9:00"))}),
+    # a day no range begins on is closed, as if work_week left it out
+    (WEEK_AND_SATURDAY, dict(WEEK_AND_SATURDAY, work_week=[1, 2, 3, 4, 5, 6])),
+    ({"work_hour": on(1, ("0:00", "24:00")) + on(3, ("0:00", "0:00"))}, {"work_week": [1, 3]}),
+    ({"work_hour": on(2, ("8:00", "9:00")), "work_week": [1]}, {"work_week": []}),
 ])
 def test_equivalent_forms(a, b):
     assert parse_window(a, SHANGHAI) == parse_window(b, SHANGHAI)
@@ -267,6 +348,29 @@ ERROR_CASES = [
      "holiday[0].end: 'tomorrow' is not a date-time"),
     ({"holiday": {"begin": "2020-1-21", "end": "2020-1-22"}}, "holiday: expected a list"),
     ({"holiday": ["2020-1-21"]}, "holiday[0]: expected an object"),
+    ({"work_hour": on(9, ("8:00", "9:00"))},
+     "work_hour[0].wday: 9 is not a weekday (0-7, 0 and 7 = Sunday, -1 = every day)"),
+    ({"work_hour": on(8, ("8:00", "9:00"))}, "work_hour[0].wday: 8 is not a weekday"),
+    ({"work_hour": on(-2, ("8:00", "9:00"))}, "work_hour[0].wday: -2 is not a weekday"),
+    ({"work_hour": on("9", ("8:00", "9:00"))}, "work_hour[0].wday: '9' is not a weekday"),
+    ({"work_hour": on("-2", ("8:00", "9:00"))}, "work_hour[0].wday: '-2' is not a weekday"),
+    ({"work_hour": on("x", ("8:00", "9:00"))},
+     "work_hour[0].wday: 'x' is not a weekday (0-7, 0 and 7 = Sunday, -1 = every day)"),
+    ({"work_hour": on("", ("8:00", "9:00"))}, "work_hour[0].wday: '' is not a weekday"),
+    ({"work_hour": on(" 3", ("8:00", "9:00"))}, "work_hour[0].wday: ' 3' is not a weekday"),
+    ({"work_hour": on("1.5", ("8:00", "9:00"))}, "work_hour[0].wday: '1.5' is not a weekday"),
+    ({"work_hour": on("9" * 5000, ("8:00", "9:00"))}, "work_hour[0].wday: '999"),
+    ({"work_hour": on(1.5, ("8:00", "9:00"))},
+     "work_hour[0].wday: expected an int or a string "
+     "(0-7, 0 and 7 = Sunday, -1 = every day), got float 1.5"),
+    ({"work_hour": on(3.0, ("8:00", "9:00"))}, "work_hour[0].wday: expected an int or a string"),
+    ({"work_hour": on(True, ("8:00", "9:00"))},
+     "work_hour[0].wday: expected an int or a string "
+     "(0-7, 0 and 7 = Sunday, -1 = every day), got bool True"),
+    ({"work_hour": on(False, ("8:00", "9:00"))}, "work_hour[0].wday: expected an int"),
+    ({"work_hour": on([3], ("8:00", "9:00"))}, "work_hour[0].wday: expected an int"),
+    ({"work_time": hours(("8:00", "9:00")) + on(-2, ("10:00", "11:00"))},
+     "work_time[1].wday: -2 is not a weekday"),
 ]
 
 
@@ -365,6 +469,25 @@ DST_CASES = [
         ("2021-03-15 03:59:59", HOLIDAY),
         ("2021-03-15 04:00", OPEN),
     ]),
+    # A Sunday-only range on Berlin's spring-forward Sunday opens after the gap.
+    ("Europe/Berlin", {"work_hour": on(0, ("2:30", "4:00"))}, [
+        ("2021-03-27 01:30", OFF_DAY),       # Saturday 02:30 CET
+        ("2021-03-28 00:59:59", OFF_HOURS),
+        ("2021-03-28 01:00", OPEN),          # 03:00 CEST
+        ("2021-03-28 01:59:59", OPEN),
+        ("2021-03-28 02:00", OFF_HOURS),
+        ("2021-03-29 00:30", OFF_DAY),       # Monday 02:30 CEST
+        ("2021-04-04 00:30", OPEN),          # next Sunday 02:30 CEST
+    ]),
+    # A Saturday-night range across New York's fall-back night lasts 9 hours
+    # and still ends on Sunday, which has no range of its own.
+    ("America/New_York", {"work_hour": on("6", ("22:00", "6:00"))}, [
+        ("2021-11-07 01:59:59", OFF_HOURS),  # Saturday 21:59:59 EDT
+        ("2021-11-07 02:00", OPEN),
+        ("2021-11-07 10:59:59", OPEN),
+        ("2021-11-07 11:00", OFF_DAY),       # Sunday 06:00 EST
+        ("2021-11-08 03:00", OFF_DAY),       # Sunday 22:00 EST
+    ]),
     ("America/New_York", {"work_week": [0]}, [
         ("2021-11-07 03:59:59", OFF_DAY),
         ("2021-11-07 04:00", OPEN),
@@ -426,6 +549,15 @@ def brute_force_check(window, start, days, sample_every=37, offsets=(0, 30)):
     ({"work_hour": hours(("0:30", "1:30"), ("2:30", "2:30")), "work_week": [0, 3],
       "stop_time": "2021-11-12 12:00"},
      "America/New_York", "2021-11-03 00:00", 10),
+    (WEEK_AND_SATURDAY, "Asia/Shanghai", "2020-01-18 00:00", 9),
+    (FRIDAY_AND_SATURDAY_NIGHT, "Asia/Shanghai", "2020-01-20 00:00", 9),
+    (dict(WEEK_AND_SATURDAY, work_week=[0, 1, 2, 3, 4, 5],
+          holiday=[{"begin": "2020-1-22 9:00", "end": "2020-1-22 10:30"}]),
+     "Asia/Shanghai", "2020-01-18 00:00", 9),
+    ({"work_hour": on(0, ("2:30", "4:00")) + on(6, ("22:00", "3:00")) + on(1, ("1:00", "1:00"))},
+     "Europe/Berlin", "2021-03-24 00:00", 10),
+    ({"work_hour": on("6", ("22:00", "6:00")) + on("0", ("1:30", "2:30"))},
+     "America/New_York", "2021-11-03 00:00", 10),
 ])
 def test_next_change_matches_brute_force(params, zone, start, days):
     window = parse_window(params, ZoneInfo(zone))
@@ -461,6 +593,23 @@ NEXT_CHANGE_CASES = [
     ({"work_hour": hours(("6:00", "6:00"))}, "2020-01-20 00:00", None),
     ({"work_hour": hours(("6:00", "6:00")), "stop_time": "2020-6-1"}, "2020-01-20 00:00",
      "2020-06-01 00:00"),
+    # wday: Friday evening waits for Saturday's own hours, Saturday afternoon
+    # for Sunday (no range: off day), Sunday for Monday.
+    (WEEK_AND_SATURDAY, "2020-01-24 18:00", "2020-01-25 10:00"),
+    (WEEK_AND_SATURDAY, "2020-01-25 10:00", "2020-01-25 14:00"),
+    (WEEK_AND_SATURDAY, "2020-01-25 14:00", "2020-01-26 00:00"),
+    (WEEK_AND_SATURDAY, "2020-01-26 00:00", "2020-01-27 00:00"),
+    (WEEK_AND_SATURDAY, "2020-01-27 00:00", "2020-01-27 08:00"),
+    (dict(WEEK_AND_SATURDAY, work_week=[1, 2, 3, 4, 5]), "2020-01-24 18:00",
+     "2020-01-25 00:00"),
+    (FRIDAY_NIGHT_WDAY, "2020-01-20 12:00", "2020-01-24 00:00"),
+    (FRIDAY_NIGHT_WDAY, "2020-01-24 00:00", "2020-01-24 22:00"),
+    (FRIDAY_NIGHT_WDAY, "2020-01-25 01:00", "2020-01-25 02:00"),
+    (FRIDAY_NIGHT_WDAY, "2020-01-25 02:00", "2020-01-31 00:00"),
+    (ONLY_TUESDAY, "2020-01-22 09:00", "2020-01-28 00:00"),
+    (TUESDAY_OFF, "2020-01-22 09:00", "2020-01-28 00:00"),
+    (TUESDAY_OFF, "2020-01-28 00:00", "2020-01-29 00:00"),
+    (TUESDAY_OFF, "2020-01-29 00:00", "2020-02-04 00:00"),
 ]
 
 
@@ -482,22 +631,43 @@ def _hm(minutes, padded):
     return f"{h:02d}:{m:02d}" if padded else f"{h}:{m:02d}"
 
 
+# wday: None = absent, else an operator number (-1 .. 7) written as an int or a str.
+wday_strategy = st.one_of(
+    st.none(), st.tuples(st.integers(-1, 7), st.booleans()))
 range_strategy = st.tuples(
-    st.integers(0, 24 * 60 - 1), st.integers(0, 24 * 60), st.booleans())
+    st.integers(0, 24 * 60 - 1), st.integers(0, 24 * 60), st.booleans(), wday_strategy)
 week_strategy = st.one_of(st.none(), st.lists(st.integers(0, 7), max_size=8))
 
 
+def range_params(ranges):
+    params = []
+    for begin, end, padded, wday in ranges:
+        item = {"begin": _hm(begin, padded), "end": _hm(end, padded)}
+        if wday is not None:
+            number, as_text = wday
+            item["wday"] = str(number) if as_text else number
+        params.append(item)
+    return params
+
+
 def reference_state(ranges, week, tz, now):
-    """State from a table of the 10080 minutes of a week (fixed-offset zone)."""
+    """State from a table of the 10080 minutes of a week (fixed-offset zone).
+
+    ``ranges`` are ``(begin, end, wday)`` in minutes; ``wday`` is None or an
+    operator weekday number (-1 .. 7).
+    """
     wall = now.astimezone(tz)
     workdays = set(range(7)) if week is None else {d % 7 for d in week}
     sunday_based = (wall.weekday() + 1) % 7
     if not ranges:
         return OPEN if sunday_based in workdays else OFF_DAY
     week_minutes = 7 * 1440
-    open_minutes, covered_minutes = set(), set()
+    open_minutes, covered_minutes, range_days = set(), set(), set()
     for day in range(7):
-        for begin, end in ranges:
+        for begin, end, wday in ranges:
+            if wday not in (None, -1) and wday % 7 != day:
+                continue
+            range_days.add(day)
             length = end - begin if end > begin else end + 1440 - begin
             minutes = {(day * 1440 + begin + k) % week_minutes for k in range(length)}
             covered_minutes |= minutes
@@ -506,7 +676,7 @@ def reference_state(ranges, week, tz, now):
     index = sunday_based * 1440 + wall.hour * 60 + wall.minute
     if index in open_minutes:
         return OPEN
-    if index in covered_minutes or sunday_based not in workdays:
+    if index in covered_minutes or sunday_based not in workdays & range_days:
         return OFF_DAY
     return OFF_HOURS
 
@@ -520,12 +690,13 @@ def reference_state(ranges, week, tz, now):
 )
 def test_state_agrees_with_weekly_minute_table(ranges, week, offset_minutes, now):
     tz = timezone(timedelta(minutes=offset_minutes))
-    params = {"work_hour": [{"begin": _hm(b, p), "end": _hm(e, p)} for b, e, p in ranges]}
+    params = {"work_hour": range_params(ranges)}
     if week is not None:
         params["work_week"] = week
     window = parse_window(params, tz)
     now = now.replace(tzinfo=UTC)
-    expected = reference_state([(b, e) for b, e, _ in ranges], week, tz, now)
+    expected = reference_state(
+        [(b, e, w and w[0]) for b, e, _, w in ranges], week, tz, now)
     assert state(window, now) is expected
     assert is_open(window, now) is (expected is OPEN)
 
@@ -539,7 +710,7 @@ def test_state_agrees_with_weekly_minute_table(ranges, week, offset_minutes, now
     probes=st.lists(st.floats(0, 1, exclude_max=True), min_size=1, max_size=8),
 )
 def test_next_change_is_the_first_change(ranges, week, zone, now, probes):
-    params = {"work_hour": [{"begin": _hm(b, p), "end": _hm(e, p)} for b, e, p in ranges]}
+    params = {"work_hour": range_params(ranges)}
     if week is not None:
         params["work_week"] = week
     window = parse_window(params, ZoneInfo(zone))
