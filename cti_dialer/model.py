@@ -25,7 +25,7 @@ TASK_PARAMS = frozenset({
     "work_time", "work_week", "holiday", "number_queue",
     "destination_extension", "destination_dialplan", "destination_context", "redial",
 })
-LINE_PARAMS = frozenset({"enable", "gateway", "limit", "prefix"})
+LINE_PARAMS = frozenset({"enable", "gateway", "limit", "count", "prefix"})
 
 
 class ModelError(ValueError):
@@ -327,8 +327,15 @@ def parse_line(name, raw):
         raise ModelError("%s: unknown params %s" % (where, ", ".join(unknown)))
     if "gateway" not in params:
         raise ModelError("%s: gateway is missing" % where)
-    if "limit" not in params:
-        raise ModelError("%s: limit is missing (the line's concurrent-call capacity)" % where)
+    if "limit" not in params and "count" not in params:
+        raise ModelError("%s: limit is missing (the line's concurrent-call capacity; mod_cti calls it count)"
+                         % where)
+    capacity = {key: _count(params[key], "%s: %s" % (where, key), 0) for key in ("limit", "count") if key in params}
+    if len(set(capacity.values())) > 1:
+        # mod_cti's count and our limit are one setting: two values is a
+        # mistake the operator should see, not one we guess at.
+        raise ModelError("%s: limit %d and count %d disagree (they are the same setting; give one)"
+                         % (where, capacity["limit"], capacity["count"]))
     try:
         gateway = originate.check_gateway(params["gateway"])
         prefix = originate.check_prefix(params.get("prefix", "") or "")
@@ -339,7 +346,7 @@ def parse_line(name, raw):
         enable=_bool(params.get("enable", True), where + ": enable"),
         gateway=gateway,
         prefix=prefix,
-        limit=_count(params["limit"], where + ": limit", 0),
+        limit=next(iter(capacity.values())),
         variables=tuple(_check_variables(_section(doc, "variables", where), where + " variables").items()),
     )
 

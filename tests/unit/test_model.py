@@ -273,3 +273,26 @@ def test_number_entry_id():
     for bad in ('"id": ""', '"id": true', '"id": {"a": 1}', '"id": "%s"' % ("x" * 129)):
         with pytest.raises(model.ModelError):
             model.parse_number('{"params": {"number": "1", %s}}' % bad)
+
+
+@pytest.mark.parametrize("params, limit", [
+    ({"limit": 5}, 5),
+    ({"count": 7}, 7),                      # mod_cti's name for the same setting
+    ({"limit": 3, "count": 3}, 3),
+])
+def test_line_capacity_is_limit_or_mod_cti_count(params, limit):
+    raw = json.dumps({"params": {"gateway": "sofia/gateway/gw/", **params}})
+    assert model.parse_line("l1", raw).limit == limit
+
+
+@pytest.mark.parametrize("params, reason", [
+    ({}, "limit is missing"),
+    ({"limit": 3, "count": 4}, "limit 3 and count 4 disagree"),
+    ({"count": -1}, "count"),
+    ({"count": "x"}, "count"),
+])
+def test_line_capacity_errors(params, reason):
+    raw = json.dumps({"params": {"gateway": "sofia/gateway/gw/", **params}})
+    with pytest.raises(model.ModelError) as info:
+        model.parse_line("l1", raw)
+    assert reason in str(info.value)
