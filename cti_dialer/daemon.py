@@ -54,7 +54,7 @@ class Daemon:
         self.keys = keymod.Keys(self.host, config.dialer_domain)
         self.redis = redis_client or store_module.connect(config)
         self.store = Store(self.redis, self.keys, result_maxlen=config.dialer_result_maxlen,
-                           rejected_maxlen=config.dialer_rejected_maxlen)
+                           rejected_maxlen=config.dialer_rejected_maxlen, result_channel=config.dialer_result_channel)
         # Blocked calls hold their connection for seconds: a pool of their own.
         watch_store = self.store if redis_client is not None else Store(
             store_module.connect(config, config.dialer_idle_watchers + 1), self.keys)
@@ -295,6 +295,7 @@ class Daemon:
             changed, restart = self.config.update_reloadable(new)
             self.esl.apply_settings(self.config)
             self.store.result_maxlen = self.config.dialer_result_maxlen
+            self.store.result_channel = self.config.dialer_result_channel
             self.store.rejected_maxlen = self.config.dialer_rejected_maxlen
             self.budget.backoff = self.config.dialer_throttle_backoff
             self.budget.backoff_max = self.config.dialer_throttle_backoff_max

@@ -161,7 +161,9 @@ def update_record(client, *, inflight: str, host_name: str, owner: str, claim_id
 # KEYS[4] this host's name key, KEYS[5..] other keys (line leases, counters,
 # redial sets) referenced by index i = KEYS[4 + i] (0 = none)
 # ARGV[1] results maxlen, ARGV[2] rejected maxlen, ARGV[3] our instance id,
-# ARGV[4] item count, then 9 per item: claim id, lease index, result JSON
+# ARGV[4] item count, ARGV[5] channel to PUBLISH each result on as a JSON
+# object of the stream entry's fields ("" = none), then 9 per item: claim id,
+# lease index, result JSON
 # array of field/value strings ("" = none), rejected JSON array ("" = none),
 # counters index, counters JSON array of field/increment pairs, redial set
 # index, redial score, redial member
@@ -171,7 +173,7 @@ FINISH = RECORDS + r"""
 local me = ARGV[3]
 local holder = redis.call('GET', KEYS[4])
 local out = {0}
-local a = 5
+local a = 6
 for i = 1, tonumber(ARGV[4]) do
   local id, lease, res, rej = ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2], ARGV[a + 3]
   local counters, cnt = tonumber(ARGV[a + 4]), ARGV[a + 5]
@@ -191,7 +193,13 @@ for i = 1, tonumber(ARGV[4]) do
       redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '*', unpack(cjson.decode(rej)))
     end
     if res ~= '' then
-      redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*', unpack(cjson.decode(res)))
+      local flat = cjson.decode(res)
+      redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*', unpack(flat))
+      if ARGV[5] ~= '' then
+        local doc = {}
+        for j = 1, #flat, 2 do doc[flat[j]] = flat[j + 1] end
+        redis.call('PUBLISH', ARGV[5], cjson.encode(doc))
+      end
     end
     out[1] = out[1] + 1
   else
@@ -222,7 +230,7 @@ class Finished(NamedTuple):
 
 
 def finish(client, *, inflight: str, results: str, rejected: str, host_name: str, results_maxlen: int,
-           rejected_maxlen: int, owner: str, endings: Sequence[Ending]) -> Finished:
+           rejected_maxlen: int, owner: str, endings: Sequence[Ending], channel: str = "") -> Finished:
     """Run FINISH: end every claim whose in-flight record is still there and ours."""
     keys = [inflight, results, rejected, host_name]
     index = {}
@@ -235,7 +243,7 @@ def finish(client, *, inflight: str, results: str, rejected: str, host_name: str
             index[key] = len(keys) - 4
         return index[key]
 
-    args = [results_maxlen, rejected_maxlen, owner, len(endings)]
+    args = [results_maxlen, rejected_maxlen, owner, len(endings), channel]
     for e in endings:
         args += [e.claim_id, key_index(e.lease), _flat_json(e.result) if e.result else "",
                  _flat_json(e.rejected) if e.rejected else "", key_index(e.counters),

@@ -168,6 +168,11 @@ SETTINGS: Tuple[Setting, ...] = (
             "Seconds without a heartbeat after which another daemon settles a host's in-flight numbers.", reloadable=True),
     Setting("dialer", "drain_timeout", "5", _positive_float,
             "Seconds a graceful stop waits for pending Redis writes before exiting.", reloadable=True),
+    Setting("dialer", "result_channel", "", _str,
+            "Pub/sub channel on which every result is also PUBLISHed at once, as a JSON object of the stream "
+            "entry's fields, for a dashboard or CRM without a consumer group. Empty: no PUBLISH. The stream "
+            "stays the durable record: a subscriber that is away misses what is published meanwhile.",
+            reloadable=True),
     Setting("dialer", "state_dir", "", _str,
             "Directory for the local journal of results and requeues that could not reach Redis before a "
             "stop (written with fsync, replayed at the next start). Empty: $STATE_DIRECTORY when systemd "

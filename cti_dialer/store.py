@@ -56,7 +56,7 @@ class Store:
     """Domain operations on one Redis, for one host and domain."""
 
     def __init__(self, client: redis.Redis, keys: Keys, *, instance_id: Optional[str] = None,
-                 result_maxlen=1_000_000, rejected_maxlen=100_000):
+                 result_maxlen=1_000_000, rejected_maxlen=100_000, result_channel: str = ""):
         self.r = client
         self.keys = keys
         self.instance_id = instance_id or str(uuid.uuid4())
@@ -65,6 +65,7 @@ class Store:
         self._holds_name = False        # claim_host succeeded: heartbeats keep (or take back) the name
         self.result_maxlen = result_maxlen
         self.rejected_maxlen = rejected_maxlen
+        self.result_channel = result_channel    # each result also PUBLISHed here ("" = not)
         self._idle_tasks: Tuple = ()
         self._idle_probe: Optional[scripts.WorkProbe] = None
 
@@ -283,7 +284,7 @@ class Store:
         return record_scripts.finish(self.r, inflight=self.keys.inflight, results=self.keys.results,
                               rejected=self.keys.rejected, host_name=self.keys.instance(),
                               results_maxlen=self.result_maxlen, rejected_maxlen=self.rejected_maxlen,
-                              owner=self.instance_id, endings=endings)
+                              owner=self.instance_id, endings=endings, channel=self.result_channel)
 
     def reject(self, record: Dict):
         """A rejected record for bad configuration or messages (nothing was claimed)."""

@@ -287,3 +287,23 @@ def test_tasks_with_work_sees_queues_and_due_redials(store):
     store.r.zadd(KEYS.retries("c"), {"due": time.time() - 1})
     assert store.tasks_with_work(tasks) == [1, 2]
     assert store.tasks_with_work(tasks[:1]) == []          # a new set of idle tasks re-packs
+
+
+def test_each_result_is_also_published_when_a_channel_is_set(store):
+    pubsub = store.r.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe("results-live")
+    store.r.lpush("q", "1", "2")
+    store.claim_numbers("q", "t", Candidates([[("a", 5)]]), ids(2), 100.0, 60)
+    store.finish([("c0", "a", {"number": "1", "cause": "USER_BUSY", "billsec": 0}, None)])   # no channel yet
+    store.result_channel = "results-live"
+    store.finish([("c1", "a", {"number": "2", "cause": "NORMAL_CLEARING", "billsec": 7}, None)])
+    messages = []
+    for _ in range(50):
+        msg = pubsub.get_message(timeout=0.1)
+        if msg:
+            messages.append(orjson.loads(msg["data"]))
+        if messages:
+            break
+    assert messages == [{"number": "2", "cause": "NORMAL_CLEARING", "billsec": "7"}]
+    assert store.r.xlen(KEYS.results) == 2              # the stream keeps every result either way
+    pubsub.close()
