@@ -5,17 +5,29 @@ whatever feeds them) can write to.  ESL is line-based and the originate
 syntax gives meaning to spaces, braces, brackets, pipes, commas and quotes,
 so every piece is checked against a whitelist and anything that could change
 the command's shape raises :class:`UnsafeValue` instead of being sent.
-The single on-purpose escape is ``\\,`` for commas inside variable values,
-which FreeSWITCH unescapes, so codec lists such as ``pcma,pcmu`` arrive
-intact.
+Two things are protected on purpose, only inside variable values: commas,
+as ``\\,``, so codec lists such as ``pcma,pcmu`` arrive intact, and spaces,
+by putting the whole value in single quotes, so a caller-id name such as
+``John Smith`` arrives intact.
 
 How FreeSWITCH reads ``originate <dial string> <exten> <dialplan> <context>``
 (signalwire/freeswitch), which is why the whitelists look the way they do:
 
-- ``mod_commands.c`` ``originate_function()`` splits the line at spaces with
-  ``switch_separate_string()`` (``switch_utils.c``), which honours ``'...'``
-  quotes and backslash escapes, and takes any argument equal to ``undef``
-  (any case) as omitted.
+- ``mod_event_socket.c`` ``parse_command()`` ends the command at its first
+  CR or LF (``strip_cr()``) and cuts ``bgapi`` from its argument at the
+  first space; it does nothing else to the argument, quotes included.
+- ``mod_commands.c`` ``originate_function()`` splits the argument at spaces
+  with ``switch_separate_string()`` (``switch_utils.c``), and takes any
+  argument equal to ``undef`` (any case) as omitted.  Its blank splitter,
+  ``separate_string_blank_delim()``, flips "inside quotes" at every ``'``
+  and splits at no space inside them; a backslash makes the next character
+  ordinary.  Each argument then goes through ``cleanup_separated_string()``
+  with no delimiter, which drops the quote pairs, turns ``\\s \\n \\r \\t
+  \\' \\" \\\\`` into characters and leaves ``\\,`` as it is.  So
+  ``{n='John Smith'}sofia/...`` is one argument and reaches the dial-string
+  parser as ``{n=John Smith}sofia/...``.  A ``'`` inside a value would end
+  the quoting early, and a backslash could start an escape, so both stay
+  refused.
 - ``switch_ivr_originate.c`` ``switch_ivr_originate()`` first looks for
   ``:_:`` (``SWITCH_ENT_ORIGINATE_DELIM``) anywhere in the dial string with
   ``strstr()``; if found, ``switch_ivr_enterprise_originate()`` cuts the
@@ -30,9 +42,13 @@ How FreeSWITCH reads ``originate <dial string> <exten> <dialplan> <context>``
   (``switch_event.c``): ``switch_separate_string()`` on ``,``, where a
   backslash keeps the next character from splitting and
   ``cleanup_separated_string()`` turns ``\\,`` back into ``,``; then each
-  pair splits at its first ``=``.  A ``|`` inside a ``{...}`` value splits
-  nothing (the ``|`` split runs on what follows the block), but it is
-  refused all the same, as a separator everywhere else in a dial string.
+  pair splits at its first ``=`` (``switch_separate_string()`` again, two
+  pieces at most).  Spaces split nothing at these two levels, but both
+  cleanups trim them off either end of a piece, so a value that starts or
+  ends with a space is refused rather than sent shortened; an empty value
+  gives one piece only and sets nothing.  A ``|`` inside a ``{...}`` value
+  splits nothing (the ``|`` split runs on what follows the block), but it
+  is refused all the same, as a separator everywhere else in a dial string.
   A leading ``^^X`` changes the separator to ``X``, hence no ``^``.
 - Each variable is then set by ``switch_channel_set_variable_var_check()``
   (``switch_channel.c``), which drops any value containing ``${`` with a
@@ -77,8 +93,10 @@ _API_ARG_CHARS = "[A-Za-z0-9_.:@/+=-]"
 _UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 # Characters with a meaning in originate syntax or the ESL framing.  The
-# comma is not here: it is escaped rather than refused.
-_FORBIDDEN_IN_VALUE = frozenset(" {}[]<>|&'\"^\\")
+# comma and the space are not here: the comma is escaped and the space
+# quoted rather than refused.
+_FORBIDDEN_IN_VALUE = frozenset("{}[]<>|&'\"^\\")
+_QUOTE = "'"
 # Refused wherever they appear, whatever surrounds them (see the module
 # docstring for where FreeSWITCH acts on them).
 _ENTERPRISE_SEPARATOR = (
@@ -219,7 +237,10 @@ def _value_text(name: str, value: Any) -> str:
 
 
 def format_value(name: str, value: Any) -> str:
-    """The text of one ``{name=value}`` channel variable value, commas escaped."""
+    """The text of one ``{name=value}`` channel variable value.
+
+    Commas are escaped; a value holding a space is put in single quotes.
+    """
     name = check_var_name(name)
     text = _value_text(name, value)
     what = f"variable {name!r} value"
@@ -234,7 +255,16 @@ def format_value(name: str, value: Any) -> str:
         if (char in _FORBIDDEN_IN_VALUE or code < 0x20 or 0x7F <= code <= 0x9F
                 or 0xD800 <= code <= 0xDFFF):
             raise UnsafeValue(f"{what} {_show(text)}: contains {_describe(char)}")
-    return text.replace(",", "\\,")
+    if text != text.strip(" "):
+        raise UnsafeValue(
+            f"{what} {_show(text)}: starts or ends with a space (FreeSWITCH trims "
+            f"it when it splits the variable block, so it would not arrive)")
+    text = text.replace(",", "\\,")
+    if " " in text:
+        # Without the quotes the space would end the originate's first
+        # argument; the switch drops them before reading the block.
+        return _QUOTE + text + _QUOTE
+    return text
 
 
 def build_originate(variables: Mapping[str, Any], gateway: str, prefix: str,

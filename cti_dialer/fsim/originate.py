@@ -33,7 +33,14 @@ _QUOTES_AND_BACKSLASH = "'\"\\"
 
 
 def cleanup_token(token: str, delim: str) -> str:
-    """Drop unescaped quote pairs, resolve escapes, trim blanks at both ends."""
+    """Drop unescaped quote pairs, resolve escapes, trim blanks at both ends.
+
+    ``delim`` " " stands for the blank splitter, which passes no delimiter
+    (0) to cleanup_separated_string(): ``\\ `` is then no escape and keeps
+    its backslash.
+    """
+    if delim == " ":
+        delim = ""
     if "\\" not in token and "'" not in token:
         return token.strip(" ")
     token = token.lstrip(" ")
@@ -129,7 +136,9 @@ def _separate_slow(s: str, delim: str, limit: int) -> List[str]:
             skip_to = m.end()
             continue
         if tok == "'" and delim != "'":
-            if inside or s.find("'", m.end()) >= 0:
+            # separate_string_blank_delim() toggles on every quote; only
+            # separate_string_char_delim() first looks for a closing one.
+            if delim == " " or inside or s.find("'", m.end()) >= 0:
                 inside = not inside
             continue
         if inside:

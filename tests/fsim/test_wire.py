@@ -104,8 +104,13 @@ def test_reader_survives_garbage():
 # --- argument splitting ----------------------------------------------------------
 
 def test_separate_string_blank_delimiter_quotes_and_escapes():
-    assert separate_string("  a   'b c'  d\\ e ", " ") == ["a", "b c", "d e"]
+    # The blank splitter skips the character after a backslash, but its
+    # cleanup knows no delimiter, so "\\ " keeps its backslash.
+    assert separate_string("  a   'b c'  d\\ e ", " ") == ["a", "b c", "d\\ e"]
     assert separate_string("x 'it''s'", " ") == ["x", "its"]
+    # Every quote toggles there, even one that is never closed.
+    assert separate_string("a 'b c", " ") == ["a", "'b c"]
+    assert separate_string("{n='John Smith'}u/1 park", " ") == ["{n=John Smith}u/1", "park"]
 
 
 def test_separate_string_keeps_escaped_delimiter_and_limit():

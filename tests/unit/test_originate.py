@@ -21,7 +21,7 @@ from cti_dialer.originate import (
 pytestmark = pytest.mark.unit
 
 JOB = "123e4567-e89b-12d3-a456-426614174000"
-FORBIDDEN = set(" {}[]<>|&'\"^\\")
+FORBIDDEN = set("{}[]<>|&'\"^\\")
 
 
 def originate(variables=None, gateway="sofia/gateway/gw1/", prefix="", number="1000",
@@ -52,6 +52,11 @@ def originate(variables=None, gateway="sofia/gateway/gw1/", prefix="", number="1
      "originate sofia/gateway/gw1/0+86-138.0000_0000 9999 XML default"),
     ({"extension": "queue_1@default", "context": "public"},
      "originate sofia/gateway/gw1/1000 queue_1@default XML public"),
+    ({"variables": OrderedDict([("origination_caller_id_name", "John Smith"), ("a", 1)])},
+     "originate {origination_caller_id_name='John Smith',a=1}sofia/gateway/gw1/1000 "
+     "9999 XML default"),
+    ({"variables": {"origination_caller_id_name": "Eve, Jr"}},
+     r"originate {origination_caller_id_name='Eve\, Jr'}sofia/gateway/gw1/1000 9999 XML default"),
 ])
 def test_build_originate(kwargs, expected):
     assert originate(**kwargs) == expected
@@ -73,6 +78,10 @@ def test_seed_codec_string():
     ("张三", "张三"),
     ("a,,b", r"a\,\,b"),
     (",", r"\,"),
+    ("John Smith", "'John Smith'"),
+    ("Eve, Jr", r"'Eve\, Jr'"),
+    ("a  b c", "'a  b c'"),
+    ("x=a b", "'x=a b'"),
     ("${x}", None),
 ])
 def test_format_value(value, expected):
@@ -153,16 +162,26 @@ def test_bad_variable_names(name):
         originate({name: "1"})
 
 
+TRIMMED = "starts or ends with a space (FreeSWITCH trims it when it splits the variable block, " \
+    "so it would not arrive)"
+
+
 @pytest.mark.parametrize("value, reason", [
     ("a}b", "contains '}'"),
     ("a{b", "contains '{'"),
     ("it's", "contains \"'\""),
-    ('say "hi"', "contains a space"),
+    ('say "hi"', "contains '\"'"),
+    ("it's me", "contains \"'\""),
+    ("'a b'", "contains \"'\""),
+    ("a b\\", "contains '\\\\'"),
     ('"hi"', "contains '\"'"),
     ("a\nb", "contains a line feed (LF)"),
     ("a\rb", "contains a carriage return (CR)"),
     ("a\tb", "contains a tab"),
-    ("a b", "contains a space"),
+    (" John", TRIMMED),
+    ("John ", TRIMMED),
+    (" ", TRIMMED),
+    ("  a b  ", TRIMMED),
     ("a^b", "contains '^'"),
     ("^^:a:b", "contains '^'"),
     ("a\\b", "contains '\\\\'"),
@@ -363,6 +382,11 @@ def _assert_safe_or_refused(value):
         out = format_value("v", value)
     except UnsafeValue:
         return
+    if " " in value:
+        assert out[0] == out[-1] == "'" and len(out) > 2
+        out = out[1:-1]
+        assert out == out.strip(" ")
+    assert "'" not in out
     assert not _unescaped_commas(out)
     assert out.replace("\\,", ",") == value
     assert not (set(out.replace("\\,", "")) & FORBIDDEN)
@@ -377,13 +401,13 @@ def test_format_value_never_leaks_a_separator(value):
 
 
 @settings(max_examples=500, deadline=None, database=None)
-@given(st.text(alphabet=st.sampled_from(sorted(FORBIDDEN | set(",\n\r\tab1=$:_")))))
+@given(st.text(alphabet=st.sampled_from(sorted(FORBIDDEN | set(" ,\n\r\tab1=$:_")))))
 def test_format_value_on_separator_heavy_text(value):
     _assert_safe_or_refused(value)
 
 
 name_strategy = st.text(alphabet="abcxyz_019", min_size=1, max_size=8)
-value_strategy = st.one_of(st.text(), st.text(alphabet=":_$x{"), st.booleans(), st.integers(),
+value_strategy = st.one_of(st.text(), st.text(alphabet=":_$x{ '"), st.booleans(), st.integers(),
                            st.floats(allow_nan=False, allow_infinity=False))
 
 
@@ -398,7 +422,11 @@ def test_build_originate_keeps_its_shape(variables, number, prefix):
         return
     assert "\n" not in command and "\r" not in command
     assert ":_:" not in command
-    head, dial, extension, dialplan, context = command.split(" ")
+    # Quoted spans are what the switch's blank splitter keeps whole.
+    assert command.count("'") % 2 == 0
+    quoted = re.findall(r"'([^']*)'", command)
+    assert all(q and q == q.strip(" ") and "\\" not in q.replace("\\,", "") for q in quoted)
+    head, dial, extension, dialplan, context = re.sub(r"'[^']*'", "Q", command).split(" ")
     assert (head, extension, dialplan, context) == ("originate", "9999", "XML", "default")
     if variables:
         assert dial.startswith("{") and dial.count("{") == 1 and dial.count("}") == 1
