@@ -257,20 +257,25 @@ class Catalog:
         return self.lines.get(name) if name else None
 
     def candidates(self, source: Source, start_group: int = 0) -> Candidates:
-        """The enabled lines of the source's groups from ``start_group`` on, for the claim scripts."""
-        groups = []
-        for gname in source.line_groups[start_group:]:
+        """The enabled lines of the source's groups from ``start_group`` on, tier by tier, for the claim scripts.
+
+        Every group keeps its position, empty and disabled ones included, so
+        the group index the scripts return is the source's group index; a
+        group in tiers gives one entry per tier at its position.
+        """
+        entries, positions = [], []
+        for position, gname in enumerate(source.line_groups[start_group:]):
             group = self.groups.get(gname)
-            lines = []
-            if group is not None:
-                for lname in group.lines:
+            tiers = group.tiers if group is not None and group.enable else ((),)
+            for tier in tiers:
+                lines = []
+                for lname in tier:
                     line = self.lines.get(lname)
                     if line is not None and line.enable and line.limit > 0:
                         lines.append((lname, line.limit))
-            groups.append(lines)
-        # Groups keep their positions (empty ones included) so the group
-        # index the scripts return is the source's group index.
-        return Candidates(groups)
+                entries.append(lines)
+                positions.append(position)
+        return Candidates(entries, positions)
 
     def schedule_config_problem(self, name: str) -> str:
         """Why a schedule member naming ``name`` cannot be dialed ("" when it can)."""

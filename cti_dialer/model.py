@@ -169,7 +169,12 @@ class Line:
 @dataclasses.dataclass(frozen=True)
 class LineGroup:
     name: str
-    lines: Tuple[str, ...]
+    tiers: Tuple[Tuple[str, ...], ...]     # priority tiers: a later one only while the earlier are full
+    enable: bool = True
+
+    @property
+    def lines(self) -> Tuple[str, ...]:
+        return tuple(line for tier in self.tiers for line in tier)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -351,17 +356,44 @@ def parse_line(name, raw):
     )
 
 
+# mod_cti group fields cti-dialer does not act on yet: refused rather than
+# ignored, because a group whose redial rules or spacing silently did
+# nothing would dial differently from what its operator wrote.
+_GROUP_FIELDS_NOT_YET = ("rest", "redialer_count", "redialer_rule", "no_redialer_rule")
+
+
 def parse_group(name, raw):
+    """A line group: ``{"lines": [...]}`` (ours) or mod_cti's ``{"line": [...], "enable": ...}``.
+
+    ``line`` may hold priority tiers (``[["a", "b"], ["c"]]``); a flat list is
+    one tier. The fields may also sit under ``params``.
+    """
     name = check_name(name, "line group")
     where = "line group %r" % name
     doc = loads(raw)
-    lines = doc.get("lines")
-    if lines is None and isinstance(doc.get("params"), dict):
-        lines = doc["params"].get("lines")
-    lines = _name_list(lines, where + ": lines")
-    for line in lines:
-        check_name(line, where + " line")
-    return LineGroup(name=name, lines=lines)
+    params = doc.get("params") if isinstance(doc.get("params"), dict) else {}
+    fields = {**params, **{k: v for k, v in doc.items() if k not in ("params", "variables")}}
+    for field in _GROUP_FIELDS_NOT_YET:
+        if field in fields:
+            raise ModelError("%s: %s is not supported yet" % (where, field))
+    if "line" in fields and "lines" in fields:
+        raise ModelError("%s: give line (mod_cti) or lines, not both" % where)
+    spec = fields.get("line", fields.get("lines"))
+    key = "line" if "line" in fields else "lines"
+    if isinstance(spec, list) and spec and all(isinstance(tier, list) for tier in spec):
+        tiers = tuple(_name_list(tier, "%s: %s[%d]" % (where, key, i)) for i, tier in enumerate(spec))
+    elif isinstance(spec, list) and any(isinstance(tier, list) for tier in spec):
+        raise ModelError("%s: %s mixes line names and tiers (lists of names)" % (where, key))
+    else:
+        tiers = (_name_list(spec, "%s: %s" % (where, key)),)
+    seen = set()
+    for tier in tiers:
+        for line in tier:
+            check_name(line, where + " line")
+            if line in seen:
+                raise ModelError("%s: line %r is listed twice" % (where, line))
+            seen.add(line)
+    return LineGroup(name=name, tiers=tiers, enable=_bool(fields.get("enable", True), where + ": enable"))
 
 
 # Channel variables that make FreeSWITCH dial again or elsewhere, or run

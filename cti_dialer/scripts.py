@@ -58,11 +58,20 @@ def _script(client: redis.Redis, source: str) -> Script:
         return script
 
 
-def _group_args(groups: LineGroups) -> List:
-    """ARGV for line groups: G, then per group n and n (line name, limit) pairs."""
+def _group_args(groups) -> List:
+    """ARGV for line groups: G, then per group its position, n and n (line name, limit) pairs.
+
+    ``groups`` is a list of groups (each group's position is its index) or a
+    ``store.Candidates`` (its ``positions``): the position is the group's
+    index among the task's line groups, so a group in priority tiers is
+    several entries with one position, tried in order, and the records still
+    say which group the call went to.
+    """
+    positions = getattr(groups, "positions", None)
+    groups = getattr(groups, "groups", groups)
     out = [len(groups)]
-    for group in groups:
-        out.append(len(group))
+    for index, group in enumerate(groups):
+        out += [positions[index] if positions is not None else index, len(group)]
         for name, limit in group:
             out.extend((name, limit))
     return out
@@ -143,7 +152,8 @@ end
 # ARGV[5]      state of a redial member that is not dialable (ClaimState.REJECTED)
 # ARGV[6]      our instance id (the new records' owner)
 # ARGV[7]      number of line groups G
-# then for each group: n, followed by n pairs (line name, line limit)
+# then for each group: its position (the index the records and the reply
+# give), n, followed by n pairs (line name, line limit)
 # then the claim ids to use, one per number wanted (their count is the batch)
 #
 # Returns {status, id1, raw1, line1, group1, from1, id2, ...}; from is "list"
@@ -166,10 +176,12 @@ local claimed, rejected, me = ARGV[4], ARGV[5], ARGV[6]
 if host_taken(KEYS[4], me) then return {'host_taken'} end
 local ngroups = tonumber(ARGV[7])
 local groups = {}
+local positions = {}
 local bykey = {}
 local a = 8
 local k = 5
 for g = 1, ngroups do
+  positions[g] = tonumber(ARGV[a]); a = a + 1
   local n = tonumber(ARGV[a]); a = a + 1
   local lines = {}
   for i = 1, n do
@@ -228,7 +240,7 @@ while idx <= #ARGV do
   local record, err = nil, nil
   if finite(score) then
     record, err = new_record(me, {kind = 'queue', task = task, queue = source, back = from, raw = raw,
-      score = score, line = best.name, group = bestg - 1, state = claimed, claimed_at = now})
+      score = score, line = best.name, group = positions[bestg], state = claimed, claimed_at = now})
   elseif reject_redial(raw, due[2]) then
     record = false
   end
@@ -245,7 +257,7 @@ while idx <= #ARGV do
     redis.call('ZADD', best.key, expiry, id)
     best.count = best.count + 1
     redis.call('HSET', KEYS[2], id, record)
-    table.insert(out, id); table.insert(out, raw); table.insert(out, best.name); table.insert(out, bestg - 1)
+    table.insert(out, id); table.insert(out, raw); table.insert(out, best.name); table.insert(out, positions[bestg])
     table.insert(out, from)
   end
 end
@@ -285,14 +297,15 @@ def claim_numbers(client, *, queue: str, inflight: str, redials: str, host_name:
 # first group that has one (expired leases are pruned first).
 # take_line(now, expiry, id, first_key, groups_argv) reads the line lease keys
 # from KEYS[first_key..] and, from ARGV[groups_argv], the group count G then
-# per group: n, then n (line name, limit) pairs. Returns line name, 0-based
-# group index and the lease key, or nil when every line is full.
+# per group: its position, n, then n (line name, limit) pairs. Returns line
+# name, the group's position and the lease key, or nil when every line is full.
 TAKE_LINE = r"""
 local function take_line(now, expiry, id, first_key, groups_argv)
   local a = groups_argv
   local k = first_key
   local ngroups = tonumber(ARGV[a]); a = a + 1
   for g = 1, ngroups do
+    local position = tonumber(ARGV[a]); a = a + 1
     local n = tonumber(ARGV[a]); a = a + 1
     local best = nil
     for i = 1, n do
@@ -307,7 +320,7 @@ local function take_line(now, expiry, id, first_key, groups_argv)
     end
     if best then
       redis.call('ZADD', best.key, expiry, id)
-      return best.name, g - 1, best.key
+      return best.name, position, best.key
     end
   end
   return nil
@@ -318,7 +331,7 @@ end
 #
 # KEYS[1..]    line lease sorted sets, in ARGV order
 # ARGV[1]      now, ARGV[2] lease expiry, ARGV[3] claim id
-# ARGV[4]      number of groups G, then per group: n, then n (line name, limit) pairs
+# ARGV[4]      number of groups G, then per group: position, n, then n (line name, limit) pairs
 # Returns {line name, group index} or an empty reply when every line is full.
 RESERVE_LINE = TAKE_LINE + r"""
 local now = tonumber(ARGV[1])
@@ -351,7 +364,7 @@ def reserve_line(client, *, leases: Sequence[str], groups: LineGroups, claim_id:
 # ARGV[8]      the states to record: claimed, ARGV[9] expired, ARGV[10] dropped,
 #              ARGV[11] rejected
 # ARGV[12]     our instance id (the record's owner)
-# ARGV[13]     number of groups G, then per group: n, then n (line name, limit) pairs
+# ARGV[13]     number of groups G, then per group: position, n, then n (line name, limit) pairs
 #
 # Returns one of
 #   {"gone"}                 not in the set or not due (another daemon took it)

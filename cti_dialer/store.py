@@ -39,10 +39,18 @@ _INSTANCE_ID = re.compile(r"[A-Za-z0-9._:-]{1,100}\Z")
 
 
 class Candidates:
-    """The lines a claim may take, group by group: [[(line name, limit), ...], ...]."""
+    """The lines a claim may take, tier by tier: [[(line name, limit), ...], ...].
 
-    def __init__(self, groups: Sequence[Sequence[Tuple[str, int]]]):
+    ``positions[i]`` is the line group entry i belongs to (its index among
+    the groups the candidates start from); by default each entry is a group
+    of its own. A group with priority tiers gives one entry per tier, all
+    with the group's position: the scripts try the entries in order, so a
+    later tier is used only while the earlier ones are full.
+    """
+
+    def __init__(self, groups: Sequence[Sequence[Tuple[str, int]]], positions: Optional[Sequence[int]] = None):
         self.groups = [list(g) for g in groups]
+        self.positions = list(positions) if positions is not None else list(range(len(self.groups)))
 
     def keys(self, keys: Keys) -> List[str]:
         """The lease key of every line, in the order the scripts read them."""
@@ -115,7 +123,7 @@ class Store:
         """
         return scripts.claim_numbers(self.r, queue=queue, inflight=self.keys.inflight,
                                      redials=self.keys.retries(task), host_name=self.keys.instance(),
-                                     leases=candidates.keys(self.keys), groups=candidates.groups, task=task,
+                                     leases=candidates.keys(self.keys), groups=candidates, task=task,
                                      owner=self.instance_id, claim_ids=claim_ids, now=now, expiry=now + lease_ttl)
 
     def tasks_with_work(self, tasks: Sequence[Tuple[str, str]]) -> List[int]:
@@ -142,7 +150,7 @@ class Store:
 
     def reserve_line(self, claim_id: str, candidates: Candidates, now: float, lease_ttl: float):
         """A slot on the first group with a free line: (line, group_index) or None."""
-        return scripts.reserve_line(self.r, leases=candidates.keys(self.keys), groups=candidates.groups,
+        return scripts.reserve_line(self.r, leases=candidates.keys(self.keys), groups=candidates,
                                     claim_id=claim_id, now=now, expiry=now + lease_ttl)
 
     def due_members(self, now: float, count: int) -> List[Tuple[bytes, float]]:
@@ -171,7 +179,7 @@ class Store:
         return scripts.claim_scheduled(
             self.r, schedule=self.keys.schedule_numbers, inflight=self.keys.inflight,
             host_name=self.keys.instance(), owner=self.instance_id,
-            items=[(member, claim_id, expires, config, candidates.keys(self.keys), candidates.groups)
+            items=[(member, claim_id, expires, config, candidates.keys(self.keys), candidates)
                    for member, claim_id, expires, config, candidates in items],
             now=now, expiry=now + lease_ttl, delay=delay)
 

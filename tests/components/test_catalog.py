@@ -214,3 +214,16 @@ def test_a_change_without_a_key_rereads_everything(world):
     world.catalog.apply(ConfigChange(keymod.TASK_TABLE, None))
     assert "t1" in world.catalog.tasks and "l1" in world.catalog.lines and "g1" in world.catalog.groups
     assert world.wakeups.take_tasks() == (True, set())
+
+
+def test_tiers_and_disabled_groups_keep_their_group_positions(world):
+    for name in ("p1", "p2", "b1", "x"):
+        world.line(name, 2)
+    world.r.hset(world.keys.groups, "tiered", json.dumps({"line": [["p1", "p2"], ["b1"]]}))
+    world.r.hset(world.keys.groups, "off", json.dumps({"enable": False, "line": ["x"]}))
+    world.task("t1", groups=("off", "tiered"))
+    world.catalog.reload_all(NOW)
+    candidates = world.catalog.candidates(world.catalog.tasks["t1"])
+    assert candidates.groups == [[], [("p1", 2), ("p2", 2)], [("b1", 2)]]
+    assert candidates.positions == [0, 1, 1]
+    assert world.catalog.candidates(world.catalog.tasks["t1"], 1).positions == [0, 0]

@@ -382,3 +382,22 @@ def test_kill9_and_restart_dials_nothing_twice(r, sim, daemon_factory):
     res = finished(r, 30, timeout=30)
     assert sorted(o.number for o in sim.originates()) == numbers
     assert sorted(x["number"] for x in res) == numbers
+
+
+def test_mod_cti_group_with_priority_tiers_uses_the_backup_only_while_the_first_is_full(r, sim, daemon):
+    """A mod_cti line group copied as its documentation writes it: enable, line tiers, line count."""
+    sim.default_outcome = Outcome.answer(ring_ms=0, hold_ms=800)
+    for name, gw, count in (("first1", "gwp1", 2), ("first2", "gwp2", 2), ("second1", "gwb", 10)):
+        r.hset("cti_line@test", name, json.dumps({"params": {"gateway": "sofia/gateway/%s/" % gw, "count": count}}))
+    r.hset("cti_line_group@test", "trunks", json.dumps({"enable": True, "line": [["first1", "first2"], ["second1"]]}))
+    r.publish("config@all", json.dumps({"type": "config_change", "table": "cti_line"}))
+    r.publish("config@all", json.dumps({"type": "config_change", "table": "cti_line_group"}))
+    put_task(r, "t1", task_params(limit=6, line_group=["trunks"]))
+    push(r, "queue:t1", "81001", "81002", "81003")
+    wait_for(lambda: len(results(r)) == 3, 10)
+    assert {o.endpoint for o in sim.originates()} <= {"gwp1", "gwp2"}     # 3 calls fit the first tier
+    push(r, "queue:t1", *[str(81100 + i) for i in range(6)])
+    wait_for(lambda: len(results(r)) == 9, 15)
+    late = [o.endpoint for o in sim.originates()[3:]]
+    assert late.count("gwb") == 2 and late.count("gwp1") + late.count("gwp2") == 4   # 4 first-tier slots, then backup
+    assert {x["line_group"] for x in results(r)} == {"trunks"}

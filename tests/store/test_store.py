@@ -307,3 +307,15 @@ def test_each_result_is_also_published_when_a_channel_is_set(store):
     assert messages == [{"number": "2", "cause": "NORMAL_CLEARING", "billsec": "7"}]
     assert store.r.xlen(KEYS.results) == 2              # the stream keeps every result either way
     pubsub.close()
+
+
+def test_a_backup_tier_carries_calls_only_while_the_first_is_full(store):
+    store.r.lpush("q", *[str(i) for i in range(5)])
+    tiers = Candidates([[("p1", 1), ("p2", 1)], [("b1", 5)]], positions=[0, 0])
+    status, items = store.claim_numbers("q", "t", tiers, ids(5), 100.0, 60)
+    assert [(line, group) for _, _, line, group, _ in items] == [
+        ("p1", 0), ("p2", 0), ("b1", 0), ("b1", 0), ("b1", 0)]           # the group's index, whatever the tier
+    assert store.inflight()["c2"]["group"] == 0
+    store.finish([("c0", "p1", {"number": "0"}, None)])                   # a first-tier line comes free...
+    assert store.reserve_line("r1", tiers, 101.0, 60) == ("p1", 0)        # ...and is preferred again
+    assert store.reserve_line("r2", tiers, 101.0, 60) == ("b1", 0)        # full again: the backup tier

@@ -296,3 +296,32 @@ def test_line_capacity_errors(params, reason):
     with pytest.raises(model.ModelError) as info:
         model.parse_line("l1", raw)
     assert reason in str(info.value)
+
+
+@pytest.mark.parametrize("doc, tiers, enable", [
+    ({"lines": ["a", "b"]}, (("a", "b"),), True),                                   # ours
+    ({"params": {"lines": ["a"]}}, (("a",),), True),
+    ({"line": ["a", "b"]}, (("a", "b"),), True),                                    # mod_cti, one tier
+    ({"enable": True, "line": [["first1", "first2"], ["second1"]]},
+     (("first1", "first2"), ("second1",)), True),                                   # mod_cti tiers
+    ({"enable": False, "line": ["a"]}, (("a",),), False),
+])
+def test_groups_ours_and_mod_cti(doc, tiers, enable):
+    group = model.parse_group("g1", json.dumps(doc))
+    assert (group.tiers, group.enable) == (tiers, enable)
+    assert group.lines == tuple(line for tier in tiers for line in tier)
+
+
+@pytest.mark.parametrize("doc, reason", [
+    ({"line": ["a"], "lines": ["b"]}, "not both"),
+    ({"line": [["a"], "b"]}, "mixes line names and tiers"),
+    ({"line": [["a"], ["a"]]}, "listed twice"),
+    ({"line": [["a"], []]}, "line[1]"),
+    ({"line": ["a"], "enable": "yes"}, "enable"),
+    ({"line": ["a"], "rest": 1000}, "rest is not supported yet"),
+    ({"line": ["a"], "redialer_rule": {"hangup_cause": [19]}}, "redialer_rule is not supported yet"),
+])
+def test_group_errors(doc, reason):
+    with pytest.raises(model.ModelError) as info:
+        model.parse_group("g1", json.dumps(doc))
+    assert reason in str(info.value)
