@@ -77,7 +77,9 @@ class QueueDispatcher:
             for name in tasks:
                 self._turns.setdefault(name, None)
         for name in list(self._turns):
-            task = tasks[name]
+            task = tasks.get(name)      # a config change during this pass may have removed it
+            if task is None:
+                continue
             if every or name in woken or self.next_look.get(name, 0.0) <= now:
                 self.idle.pop(name, None)
                 self.next_look[name] = now + self.dispatch(task, now)
