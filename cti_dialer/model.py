@@ -25,7 +25,7 @@ TASK_PARAMS = frozenset({
     "work_time", "work_week", "holiday", "number_queue",
     "destination_extension", "destination_dialplan", "destination_context", "redial",
 })
-LINE_PARAMS = frozenset({"enable", "gateway", "limit", "count", "prefix"})
+LINE_PARAMS = frozenset({"enable", "gateway", "limit", "count", "prefix", "dialstring"})
 
 
 class ModelError(ValueError):
@@ -160,10 +160,11 @@ class ScheduledNumber:
 class Line:
     name: str
     enable: bool
-    gateway: str
+    gateway: str          # the dial string before the number (mod_cti's dialstring: up to the placeholder)
     prefix: str
     limit: int
     variables: Tuple[Tuple[str, str], ...]
+    suffix: str = ""      # the dial string after the number (mod_cti's dialstring only)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -330,8 +331,10 @@ def parse_line(name, raw):
     unknown = sorted(set(params) - LINE_PARAMS)
     if unknown:
         raise ModelError("%s: unknown params %s" % (where, ", ".join(unknown)))
-    if "gateway" not in params:
-        raise ModelError("%s: gateway is missing" % where)
+    if "dialstring" in params and ("gateway" in params or "prefix" in params):
+        raise ModelError("%s: give gateway (and prefix) or dialstring, not both" % where)
+    if "gateway" not in params and "dialstring" not in params:
+        raise ModelError("%s: gateway is missing (or mod_cti's dialstring)" % where)
     if "limit" not in params and "count" not in params:
         raise ModelError("%s: limit is missing (the line's concurrent-call capacity; mod_cti calls it count)"
                          % where)
@@ -342,8 +345,12 @@ def parse_line(name, raw):
         raise ModelError("%s: limit %d and count %d disagree (they are the same setting; give one)"
                          % (where, capacity["limit"], capacity["count"]))
     try:
-        gateway = originate.check_gateway(params["gateway"])
-        prefix = originate.check_prefix(params.get("prefix", "") or "")
+        if "dialstring" in params:
+            gateway, suffix = originate.split_dialstring(params["dialstring"])
+            prefix = ""
+        else:
+            gateway, suffix = originate.check_gateway(params["gateway"]), ""
+            prefix = originate.check_prefix(params.get("prefix", "") or "")
     except originate.UnsafeValue as exc:
         raise ModelError("%s: %s" % (where, exc)) from None
     return Line(
@@ -351,6 +358,7 @@ def parse_line(name, raw):
         enable=_bool(params.get("enable", True), where + ": enable"),
         gateway=gateway,
         prefix=prefix,
+        suffix=suffix,
         limit=next(iter(capacity.values())),
         variables=tuple(_check_variables(_section(doc, "variables", where), where + " variables").items()),
     )

@@ -176,6 +176,7 @@ class _Rule:
 _number = _Rule("number", _NUMBER_CHARS, 1, 64, allow_int=True)
 _var_name = _Rule("variable name", _VAR_NAME_CHARS, 1, 128)
 _gateway = _Rule("gateway", _GATEWAY_CHARS, 1, 256)
+_dial_suffix = _Rule("dial string after ${destination_number}", _GATEWAY_CHARS, 0, 256)
 _prefix = _Rule("prefix", _PREFIX_CHARS, 0, 32, allow_int=True)
 _extension = _Rule("extension", _EXTENSION_CHARS, 1, 128, allow_int=True)
 _dialplan = _Rule("dialplan", _DIALPLAN_CHARS, 1, 64)
@@ -201,6 +202,29 @@ def check_var_name(name: Any) -> str:
 def check_gateway(gateway: Any) -> str:
     """A dial-string prefix such as ``sofia/gateway/gw1/`` or ``user/``."""
     return _gateway(gateway)
+
+
+# mod_cti's line dialstring names the number's place with this; FreeSWITCH's
+# own ${...} anywhere else would be expanded by the switch, so it is refused.
+DESTINATION_PLACEHOLDER = "${destination_number}"
+
+
+def split_dialstring(dialstring: Any) -> Tuple[str, str]:
+    """A mod_cti dial string as (before the number, after it), each checked like a gateway.
+
+    ``sofia/gateway/ims/${destination_number}`` -> ("sofia/gateway/ims/", "");
+    ``loopback/${destination_number}/default`` -> ("loopback/", "/default").
+    The number itself is checked and put in its place when the call is built.
+    """
+    if not isinstance(dialstring, str):
+        raise UnsafeValue(f"dialstring {_show(dialstring)}: expected a string, got {type(dialstring).__name__}")
+    if dialstring.count(DESTINATION_PLACEHOLDER) != 1:
+        raise UnsafeValue(f"dialstring {_show(dialstring)}: must hold {DESTINATION_PLACEHOLDER} exactly once")
+    before, _, after = dialstring.partition(DESTINATION_PLACEHOLDER)
+    try:
+        return _gateway(before), _dial_suffix(after)
+    except UnsafeValue as exc:
+        raise UnsafeValue(f"dialstring {_show(dialstring)}: {exc}") from None
 
 
 def check_prefix(prefix: Any) -> str:
@@ -268,15 +292,18 @@ def format_value(name: str, value: Any) -> str:
 
 
 def build_originate(variables: Mapping[str, Any], gateway: str, prefix: str,
-                    number: str, extension: str, dialplan: str, context: str) -> str:
-    """``originate {k=v,...}<gateway><prefix><number> <extension> <dialplan> <context>``."""
+                    number: str, extension: str, dialplan: str, context: str, suffix: str = "") -> str:
+    """``originate {k=v,...}<gateway><prefix><number><suffix> <extension> <dialplan> <context>``.
+
+    ``suffix`` is what a line's dial string puts after the number (mod_cti's
+    ``loopback/${destination_number}/default``)."""
     if not isinstance(variables, Mapping):
         raise UnsafeValue(
             f"variables {_show(variables)}: expected a mapping, got "
             f"{type(variables).__name__}")
     pairs = [f"{check_var_name(name)}={format_value(name, value)}"
              for name, value in variables.items()]
-    dial = check_gateway(gateway) + check_prefix(prefix) + check_number(number)
+    dial = check_gateway(gateway) + check_prefix(prefix) + check_number(number) + _dial_suffix(suffix)
     # Each piece was checked alone; the separator could also straddle two.
     _refuse_sequences("dial string", dial, _ENTERPRISE_SEPARATOR)
     extension, dialplan, context = check_destination(extension, dialplan, context)

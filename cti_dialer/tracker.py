@@ -142,7 +142,7 @@ class CallTracker:
         variables = model.channel_variables(claim.entry.variables, *source.variable_layers(),
                                             line.variables, own={"origination_uuid": uuid})
         cmd = originate.build_originate(variables, line.gateway, line.prefix, claim.entry.number,
-                                        source.extension, source.dialplan, source.context)
+                                        source.extension, source.dialplan, source.context, line.suffix)
         return originate.build_bgapi(cmd, uuid)
 
     def start(self, source, claims: List[Claim]):

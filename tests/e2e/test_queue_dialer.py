@@ -401,3 +401,16 @@ def test_mod_cti_group_with_priority_tiers_uses_the_backup_only_while_the_first_
     late = [o.endpoint for o in sim.originates()[3:]]
     assert late.count("gwb") == 2 and late.count("gwp1") + late.count("gwp2") == 4   # 4 first-tier slots, then backup
     assert {x["line_group"] for x in results(r)} == {"trunks"}
+
+
+def test_mod_cti_line_dialstring_puts_the_number_where_it_says(r, sim, daemon):
+    r.hset("cti_line@test", "lb", json.dumps({"params": {"count": 2,
+                                                         "dialstring": "loopback/${destination_number}/default"}}))
+    r.hset("cti_line_group@test", "g1", json.dumps({"line": ["lb"]}))
+    publish(r, "cti_line")
+    publish(r, "cti_line_group")
+    put_task(r, "t1", task_params())
+    push(r, "queue:t1", "82001")
+    wait_for(lambda: len(results(r)) == 1, 10)
+    (o,) = sim.originates()
+    assert o.dialed == "loopback/82001/default" and results(r)[0]["number"] == "82001"

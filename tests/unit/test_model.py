@@ -325,3 +325,27 @@ def test_group_errors(doc, reason):
     with pytest.raises(model.ModelError) as info:
         model.parse_group("g1", json.dumps(doc))
     assert reason in str(info.value)
+
+
+@pytest.mark.parametrize("dialstring, gateway, suffix", [
+    ("sofia/gateway/ims/${destination_number}", "sofia/gateway/ims/", ""),
+    ("loopback/${destination_number}/default", "loopback/", "/default"),
+])
+def test_mod_cti_dialstring_puts_the_number_in_its_place(dialstring, gateway, suffix):
+    line = model.parse_line("l1", json.dumps({"params": {"dialstring": dialstring, "count": 2}}))
+    assert (line.gateway, line.prefix, line.suffix) == (gateway, "", suffix)
+
+
+@pytest.mark.parametrize("params, reason", [
+    ({"dialstring": "user/1000"}, "exactly once"),                                    # one fixed destination
+    ({"dialstring": "sofia/${destination_number}/${destination_number}"}, "exactly once"),
+    ({"dialstring": "sofia/gateway/${sip_gw}/${destination_number}"}, "dialstring"),  # the switch's own ${...}
+    ({"dialstring": "a:_:b/${destination_number}"}, ":_:"),
+    ({"dialstring": "sofia/gw/${destination_number} x"}, "dialstring"),
+    ({"dialstring": "sofia/gw/${destination_number}", "gateway": "sofia/gw/"}, "not both"),
+    ({"dialstring": 5}, "expected a string"),
+])
+def test_bad_dialstrings_are_refused(params, reason):
+    with pytest.raises(model.ModelError) as info:
+        model.parse_line("l1", json.dumps({"params": {"limit": 1, **params}}))
+    assert reason in str(info.value)
