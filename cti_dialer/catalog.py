@@ -9,7 +9,7 @@ reads Redis only through the store; it never dials and never waits.
 import datetime
 import logging
 import time
-from typing import Callable, Dict, Iterable, NamedTuple, Optional, Tuple, Union
+from typing import Callable, Dict, NamedTuple, Optional, Tuple, Union
 
 import gevent.event
 
@@ -243,9 +243,6 @@ class Catalog:
         return reason
 
     # --- questions ---------------------------------------------------------------------
-
-    def task_names(self) -> Iterable[str]:
-        return list(self.tasks)
 
     def source_of(self, claim: Claim) -> Optional[Source]:
         """The task or schedule config a claim dials for (None once deleted or broken)."""

@@ -92,7 +92,6 @@ class Daemon:
         self.metrics_server = None
         self._greenlets: List[gevent.Greenlet] = []
         self._dispatchers: List[gevent.Greenlet] = []
-        self._ready_logged = False
 
     # --- lifecycle -----------------------------------------------------------------
 

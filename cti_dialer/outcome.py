@@ -133,7 +133,6 @@ class Attempt:
     switch_ended: Optional[float] = None
     never_rang: bool = False       # the switch refused a second leg: no callee was ever reached
     refused_by_switch: bool = False    # "-ERR" without a hangup cause: the command itself was refused
-    decided: bool = False          # the daemon acted on its outcome (once)
 
     def finished(self) -> bool:
         """The attempt is over once the job failed, or succeeded and hung up."""

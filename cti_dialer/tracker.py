@@ -92,12 +92,10 @@ class CallTracker:
                 log.exception("following %s failed; its number goes back to be dialed", claim.claim_id)
                 if claim.may(ClaimEvent.REQUEUE):
                     self.requeue(claim)
-        g = gevent.spawn(guarded)
-        self._helpers.add(g)
-        g.link(self._helpers.discard)
-        return g
+        return self._spawn_plain(guarded)
 
     def _spawn_plain(self, fn, *args):
+        """A helper greenlet that a stop waits for (join_helpers)."""
         g = gevent.spawn(fn, *args)
         self._helpers.add(g)
         g.link(self._helpers.discard)
