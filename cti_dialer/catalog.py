@@ -283,7 +283,8 @@ class Catalog:
             return "schedule config %r is invalid: %s" % (name, error)
         return "schedule config %r does not exist in %s" % (name, self.keys.schedule_configs)
 
-    def task_state(self, name: str, now: datetime.datetime) -> Tuple[str, str]:
+    def task_state(self, name: str, now: datetime.datetime,
+                   candidates: Optional[Candidates] = None) -> Tuple[str, str]:
         """(state, reason) of a task on this host, for dispatch and status records."""
         if name in self.task_errors:
             return "error", self.task_errors[name]
@@ -297,7 +298,7 @@ class Catalog:
             return "finished", "past stop_time"
         if wstate != timewindow.State.OPEN:
             return "waiting", wstate.value
-        if not self.candidates(task):
+        if not (candidates if candidates is not None else self.candidates(task)):
             return "waiting", "no enabled line in its line groups"
         return "running", ""
 

@@ -96,8 +96,8 @@ class QueueDispatcher:
 
     def dispatch(self, task: model.Task, now: float) -> float:
         """Start what the task may start now; returns the seconds until its next look."""
-        state, _ = self.catalog.task_state(task.name, datetime.datetime.fromtimestamp(now, self.tz))
         candidates = self.catalog.candidates(task)
+        state, _ = self.catalog.task_state(task.name, datetime.datetime.fromtimestamp(now, self.tz), candidates)
         budget = self.tracker.budget
         step = pacing.plan(connected=self.health.connected, state=state, limit=task.limit,
                            active=self.tracker.active[task.name], line_capacity=_capacity(candidates),
