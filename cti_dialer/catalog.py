@@ -260,7 +260,7 @@ class Catalog:
         the group index the scripts return is the source's group index; a
         group in tiers gives one entry per tier at its position.
         """
-        entries, positions = [], []
+        entries, positions, entry_gates, line_gates = [], [], [], {}
         for position, gname in enumerate(source.line_groups[start_group:]):
             group = self.groups.get(gname)
             tiers = group.tiers if group is not None and group.enable else ((),)
@@ -270,9 +270,11 @@ class Catalog:
                     line = self.lines.get(lname)
                     if line is not None and line.enable and line.limit > 0:
                         lines.append((lname, line.limit))
+                        line_gates[lname] = (line.rest, line.fault_try_interval if line.fault_threshold else 0.0)
                 entries.append(lines)
                 positions.append(position)
-        return Candidates(entries, positions)
+                entry_gates.append((gname, group.rest if group is not None else 0.0))
+        return Candidates(entries, positions, entry_gates, line_gates)
 
     def schedule_config_problem(self, name: str) -> str:
         """Why a schedule member naming ``name`` cannot be dialed ("" when it can)."""

@@ -110,8 +110,8 @@ class QueueDispatcher:
             return max(budget.wait(now), 0.001)
         ids = [str(uuidlib.uuid4()) for _ in range(granted)]
         try:
-            status, items = self.store.claim_numbers(task.number_queue, task.name, candidates, ids, now,
-                                                     self.config.dialer_line_lease_ttl)
+            status, items, wake = self.store.claim_numbers(task.number_queue, task.name, candidates, ids, now,
+                                                           self.config.dialer_line_lease_ttl, task.cps)
         except redis.ResponseError as exc:
             budget.give_back(granted)
             self._fault(task, "Redis refuses its number queue %r or redial set: %s" % (task.number_queue, exc))
@@ -148,7 +148,7 @@ class QueueDispatcher:
             self._watch_queue(task.name, task.number_queue)
             # It just found its queue empty: the next batched look can wait one interval.
             self._next_idle_poll = max(self._next_idle_poll, now + self.config.dialer_idle_poll_interval)
-        return pacing.after_claim(status)
+        return pacing.after_claim(status, wake, now)
 
     # --- idle tasks ----------------------------------------------------------------
 

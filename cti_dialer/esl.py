@@ -64,6 +64,10 @@ class HungUp:
     # A two-leg endpoint (loopback/) whose second leg was never made (the
     # switch refused it for capacity): nothing rang, whatever the cause says.
     second_leg_missing: bool = False
+    # What the far end said: the final SIP response (SIP channels only) and
+    # the Q.850 number of the cause, for the line groups' redial rules.
+    sip_code: Optional[int] = None
+    q850: Optional[int] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +86,7 @@ WANTED_HEADERS = frozenset({
     "Event-Name", "Job-UUID", "Unique-ID", "Hangup-Cause", "Content-Length", "Event-Date-Timestamp",
     "variable_billsec", "variable_answer_epoch", "variable_start_uepoch", "variable_answer_uepoch",
     "variable_end_uepoch", "Channel-Name", "variable_other_loopback_leg_uuid",
+    "variable_sip_term_status", "variable_hangup_cause_q850",
 })
 
 
@@ -159,8 +164,14 @@ def to_typed(headers: Dict[str, str], body: str):
         return HungUp(uuid, headers.get("Hangup-Cause", "") or "UNKNOWN", billsec, answered,
                       _epoch(headers, "Event-Date-Timestamp"), _uepoch(headers, "variable_start_uepoch"),
                       _uepoch(headers, "variable_answer_uepoch"), _uepoch(headers, "variable_end_uepoch"),
-                      missing)
+                      missing, _code(headers, "variable_sip_term_status"), _code(headers, "variable_hangup_cause_q850"))
     return None
+
+
+def _code(headers, name) -> Optional[int]:
+    """A numeric code header, or None when absent or not a number (never an error: it only informs rules)."""
+    value = headers.get(name, "")
+    return int(value) if value.isdigit() and len(value) <= 4 else None
 
 
 # --- one connection ------------------------------------------------------------

@@ -52,6 +52,7 @@ class Housekeeping:
         self.task_faults = task_faults if task_faults is not None else {}   # the dispatcher's, read-only here
         self.started_at = time.time()
         self.queue_lengths = {}
+        self.line_health = {}          # the domain's line-state hash by line, for metrics
         self._status_tasks = None      # None until the first write reads what an earlier run left
         self._last_sweep = self._last_reconcile = 0.0
         self._limits_read_at = 0.0
@@ -74,6 +75,7 @@ class Housekeeping:
             self._step("heartbeat", self._heartbeat)
             self._step("lease renewal", self.tracker.renew_leases, now)
             self._step("status", self.write_status, now)
+            self._step("line health", self.read_line_health)
             if now - self.health.redis_trouble_at < QUICK_SWEEP_FOR:
                 self._step("quick sweep", self.sweep_unclaimed_claims)
             if esl_up and now - self._last_sweep >= min(SWEEP_INTERVAL, self.config.dialer_takeover_after):
@@ -135,6 +137,13 @@ class Housekeeping:
             log.info("FreeSWITCH allows %s session(s) per second and %s at once: originates paced at %s/s",
                      sps if sps else "unlimited", max_sessions or "unlimited",
                      "%.1f" % budget.limit if budget.limit else "no limit")
+
+    def read_line_health(self):
+        """Outages and failure counts of the domain's lines, as every host sees them (for metrics)."""
+        if any(line.fault_threshold for line in self.catalog.lines.values()):
+            self.line_health = self.store.line_health()
+        else:
+            self.line_health = {}
 
     def take_over_gone_hosts(self):
         """Settle the in-flight numbers of hosts whose heartbeat stopped ``takeover_after`` ago."""

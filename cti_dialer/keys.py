@@ -82,6 +82,15 @@ class Keys:
         return "cti_dialer_line_lease@%s:%s" % (self.domain, line)
 
     @property
+    def line_state(self):
+        """Hash: rests, outages and failure counts of lines and groups, all hosts (scripts.LINES)."""
+        return "cti_dialer_line_state@%s" % self.domain
+
+    def pace(self, task):
+        """String with TTL: a task's cps pace, the time its next call is due (scripts.LINES)."""
+        return "cti_dialer_pace@%s:%s" % (self.domain, task)
+
+    @property
     def results(self):
         """Stream: one entry per finished attempt (answered, failed, dropped, rejected...)."""
         return "cti_dialer_result@%s" % self.domain

@@ -47,6 +47,17 @@ class DaemonCollector:
         for line in set(d.catalog.lines) | set(per_line):
             line_gauge.add_metric([line], per_line.get(line, 0))
         yield line_gauge
+        health = d.housekeeping.line_health
+        out = GaugeMetricFamily("cti_dialer_line_out_of_service", "1 while a line is out of service after "
+                                "fault_threshold consecutive failures (all hosts; as of the last heartbeat).",
+                                labels=["line"])
+        failures = GaugeMetricFamily("cti_dialer_line_consecutive_failures", "Consecutive failed calls of a "
+                                     "line with fault detection (all hosts).", labels=["line"])
+        for line in sorted(name for name, item in d.catalog.lines.items() if item.fault_threshold):
+            out.add_metric([line], int("out" in health.get(line, {})))
+            failures.add_metric([line], health.get(line, {}).get("failures", 0))
+        yield out
+        yield failures
         queue = GaugeMetricFamily("cti_dialer_queue_length", "Numbers waiting in a task's queue (as of the last "
                                   "status refresh).", labels=["task"])
         for name, length in list(d.housekeeping.queue_lengths.items()):

@@ -23,9 +23,18 @@ TASK_DEFAULTS = {
 TASK_PARAMS = frozenset({
     "enable", "line_group", "limit", "start_time", "stop_time", "work_hour",
     "work_time", "work_week", "holiday", "number_queue",
-    "destination_extension", "destination_dialplan", "destination_context", "redial",
+    "destination_extension", "destination_dialplan", "destination_context", "redial", "cps",
 })
-LINE_PARAMS = frozenset({"enable", "gateway", "limit", "count", "prefix", "dialstring"})
+LINE_PARAMS = frozenset({"enable", "gateway", "limit", "count", "prefix", "dialstring", "rest",
+                         "fault_threshold", "fault_try_interval", "fault_condition"})
+# mod_cti's line field areacode (a Chinese trunk-prefix rule) is not taken:
+# an unknown param is refused, so an operator who relies on it is told.
+
+# The slowest and fastest paces a task, line or group may ask for: beyond a
+# day between calls a number would wait in a queue that looks stuck; cps
+# above 10,000 is no limit on any switch.
+MAX_REST_MS = 86_400_000
+MAX_CPS = 10_000.0
 
 
 class ModelError(ValueError):
@@ -82,6 +91,25 @@ def _count(value, where, minimum):
     return value
 
 
+def _number(value, where, minimum, maximum, integer=False):
+    """A number operators may also write as text ("10", as mod_cti's docs show some fields)."""
+    if isinstance(value, str):
+        try:
+            value = float(value.strip()) if not integer else int(value.strip())
+        except ValueError:
+            raise ModelError("%s must be a number, not %r" % (where, value)) from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value \
+            or (integer and not isinstance(value, int)) or not minimum <= value <= maximum:
+        raise ModelError("%s must be %s %s..%s, not %r" % (
+            where, "an integer" if integer else "a number", minimum, maximum, value))
+    return value
+
+
+def _ms(value, where):
+    """Milliseconds (rest, fault_try_interval, connect_time) as seconds."""
+    return _number(value, where, 0, MAX_REST_MS) / 1000.0
+
+
 def _name_list(value, where):
     if isinstance(value, str):
         value = [value]
@@ -123,6 +151,7 @@ class Task:
     template_variables: Tuple[Tuple[str, str], ...]
     source: str          # "template", "host" or "template+host"
     redial: redial_rules.Strategy = redial_rules.NO_REDIAL
+    cps: float = 0.0     # new calls per second across every host (0 = unpaced)
 
     kind = "queue"
 
@@ -165,6 +194,10 @@ class Line:
     limit: int
     variables: Tuple[Tuple[str, str], ...]
     suffix: str = ""      # the dial string after the number (mod_cti's dialstring only)
+    rest: float = 0.0     # seconds the line rests after each call placed on it (all hosts)
+    fault_threshold: int = 0        # consecutive failures that take it out of service (0 = never)
+    fault_try_interval: float = 0.0     # seconds out of service before one probe call
+    fault_connect_time: Optional[float] = None  # an unanswered call shorter than this is a failure (None: every one)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,6 +205,8 @@ class LineGroup:
     name: str
     tiers: Tuple[Tuple[str, ...], ...]     # priority tiers: a later one only while the earlier are full
     enable: bool = True
+    rest: float = 0.0                      # seconds between two calls placed through the group (all hosts)
+    redial: redial_rules.GroupRules = redial_rules.NO_GROUP_RULES
 
     @property
     def lines(self) -> Tuple[str, ...]:
@@ -254,7 +289,17 @@ def merge_task(name, template_raw, host_raw, tz):
         template_variables=tuple(variables.get("template", {}).items()),
         source="+".join(s for s in ("template", "host") if s in docs),
         redial=_redial(params.get("redial"), where),
+        cps=_cps(params.get("cps"), where),
     )
+
+
+def _cps(value, where):
+    if value is None:
+        return 0.0
+    cps = float(_number(value, where + ": cps", 0, MAX_CPS))
+    if cps == 0:
+        raise ModelError("%s: cps must be above 0 (leave it out for an unpaced task), not %r" % (where, value))
+    return cps
 
 
 def _redial(value, where):
@@ -361,13 +406,43 @@ def parse_line(name, raw):
         suffix=suffix,
         limit=next(iter(capacity.values())),
         variables=tuple(_check_variables(_section(doc, "variables", where), where + " variables").items()),
+        **_line_health(params, where),
     )
 
 
-# mod_cti group fields cti-dialer does not act on yet: refused rather than
-# ignored, because a group whose redial rules or spacing silently did
-# nothing would dial differently from what its operator wrote.
-_GROUP_FIELDS_NOT_YET = ("rest", "redialer_count", "redialer_rule", "no_redialer_rule")
+# Consecutive failures are counted in Redis; a threshold beyond this would
+# never trip on any real trunk.
+MAX_FAULT_THRESHOLD = 1_000_000
+
+
+def _line_health(params, where):
+    """mod_cti's rest and fault detection fields of a line."""
+    out = {"rest": _ms(params.get("rest", 0), where + ": rest")}
+    threshold = _number(params.get("fault_threshold", 0), where + ": fault_threshold", 0, MAX_FAULT_THRESHOLD,
+                        integer=True)
+    interval = _ms(params.get("fault_try_interval", 0), where + ": fault_try_interval")
+    condition = params.get("fault_condition")
+    connect_time = None
+    if condition is not None:
+        if not isinstance(condition, dict):
+            raise ModelError("%s: fault_condition must be an object such as {\"connect_time\": 3000}, not %r"
+                             % (where, condition))
+        unknown = sorted(set(condition) - {"connect_time"})
+        if unknown:
+            raise ModelError("%s: fault_condition: unknown fields %s (known: connect_time)" % (where, ", ".join(unknown)))
+        if "connect_time" in condition:
+            connect_time = _ms(condition["connect_time"], where + ": fault_condition.connect_time")
+    if threshold and not interval:
+        # Out of service with no probe would be out for good: a restart of
+        # every daemon would be the only way back.
+        raise ModelError("%s: fault_threshold %d needs fault_try_interval (milliseconds until a probe call)"
+                         % (where, threshold))
+    out.update(fault_threshold=threshold, fault_try_interval=interval, fault_connect_time=connect_time)
+    return out
+
+
+GROUP_FIELDS = frozenset({"line", "lines", "enable", "rest", "redialer_count", "redialer_rule",
+                          "no_redialer_rule"})
 
 
 def parse_group(name, raw):
@@ -381,9 +456,9 @@ def parse_group(name, raw):
     doc = loads(raw)
     params = doc.get("params") if isinstance(doc.get("params"), dict) else {}
     fields = {**params, **{k: v for k, v in doc.items() if k not in ("params", "variables")}}
-    for field in _GROUP_FIELDS_NOT_YET:
-        if field in fields:
-            raise ModelError("%s: %s is not supported yet" % (where, field))
+    unknown = sorted(set(fields) - GROUP_FIELDS)
+    if unknown:
+        raise ModelError("%s: unknown fields %s" % (where, ", ".join(unknown)))
     if "line" in fields and "lines" in fields:
         raise ModelError("%s: give line (mod_cti) or lines, not both" % where)
     spec = fields.get("line", fields.get("lines"))
@@ -401,7 +476,12 @@ def parse_group(name, raw):
             if line in seen:
                 raise ModelError("%s: line %r is listed twice" % (where, line))
             seen.add(line)
-    return LineGroup(name=name, tiers=tiers, enable=_bool(fields.get("enable", True), where + ": enable"))
+    try:
+        rules = redial_rules.parse_group_rules(fields)
+    except redial_rules.RedialError as exc:
+        raise ModelError("%s: %s" % (where, exc)) from None
+    return LineGroup(name=name, tiers=tiers, enable=_bool(fields.get("enable", True), where + ": enable"),
+                     rest=_ms(fields.get("rest", 0), where + ": rest"), redial=rules)
 
 
 # Channel variables that make FreeSWITCH dial again or elsewhere, or run

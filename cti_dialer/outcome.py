@@ -113,6 +113,15 @@ def is_switch_fault(job_body: str) -> bool:
     return text[4:].strip().split()[0].upper() not in HANGUP_CAUSES
 
 
+@dataclasses.dataclass(frozen=True)
+class CallFacts:
+    """What the switch said about one attempt that reached it, for the line groups' redial rules."""
+    sip_code: Optional[int]     # variable_sip_term_status (None: not a SIP call, or no final response)
+    q850: Optional[int]         # variable_hangup_cause_q850
+    duration: float             # seconds from the originate to the hangup
+    billsec: float              # seconds from the answer to the hangup (0 unanswered)
+
+
 @dataclasses.dataclass
 class Attempt:
     """One originate on one line; mutable while the call is followed."""
@@ -131,6 +140,8 @@ class Attempt:
     switch_started: Optional[float] = None
     switch_answered: Optional[float] = None
     switch_ended: Optional[float] = None
+    sip_code: Optional[int] = None     # variable_sip_term_status of the hangup
+    q850: Optional[int] = None         # variable_hangup_cause_q850 of the hangup
     never_rang: bool = False       # the switch refused a second leg: no callee was ever reached
     refused_by_switch: bool = False    # "-ERR" without a hangup cause: the command itself was refused
 
@@ -182,3 +193,58 @@ class Attempt:
             answered = min(max(answered, self.sent_at), ended)
         ended = max(ended, self.sent_at)
         return answered, ended, round(max(0.0, (answered or ended) - self.sent_at), 3) if self.sent_at else 0.0
+
+    def facts(self, now: float) -> CallFacts:
+        """What the switch said about this attempt, for the line groups' redial rules.
+
+        A failure without a channel ("-ERR NO_ROUTE_DESTINATION") has no
+        Q.850 header: its cause name gives the number.
+        """
+        answered, ended, _ = self.times(now)
+        q850 = self.q850 if self.q850 is not None else Q850.get(self.cause())
+        return CallFacts(sip_code=self.sip_code, q850=q850, duration=max(0.0, ended - self.sent_at),
+                         billsec=float(self.billsec))
+
+    def line_worked(self, connect_time: Optional[float], now: float) -> Optional[bool]:
+        """What this attempt says about its line, for fault detection (mod_cti's fault_condition).
+
+        True: the line carried the call (answered, or it rang at least
+        ``connect_time`` seconds); False: a line failure (unanswered, and
+        shorter than ``connect_time`` when one is given); None: nothing,
+        because the switch itself refused or lost it (capacity, shutdown,
+        our own lost track), which is no fault of the line.
+        """
+        if not self.sent_at or self.refused_by_switch or self.never_rang:
+            return None
+        verdict = self.verdict()
+        if verdict in (Verdict.THROTTLE, Verdict.UNKNOWN, Verdict.DROPPED, Verdict.REJECTED):
+            return None
+        if verdict == Verdict.ANSWERED:
+            return True
+        if connect_time is None or self.hangup_cause is None:
+            return False        # no channel at all: it never connected
+        return self.facts(now).duration >= connect_time
+
+
+# Q.850 numbers of FreeSWITCH's cause names (switch_types.h),
+# for failures that carry a cause name but no variable_hangup_cause_q850.
+Q850 = {
+    "UNALLOCATED_NUMBER": 1, "NO_ROUTE_TRANSIT_NET": 2, "NO_ROUTE_DESTINATION": 3, "CHANNEL_UNACCEPTABLE": 6,
+    "CALL_AWARDED_DELIVERED": 7, "NORMAL_CLEARING": 16, "USER_BUSY": 17, "NO_USER_RESPONSE": 18,
+    "NO_ANSWER": 19, "SUBSCRIBER_ABSENT": 20, "CALL_REJECTED": 21, "NUMBER_CHANGED": 22,
+    "REDIRECTION_TO_NEW_DESTINATION": 23, "EXCHANGE_ROUTING_ERROR": 25, "DESTINATION_OUT_OF_ORDER": 27,
+    "INVALID_NUMBER_FORMAT": 28, "FACILITY_REJECTED": 29, "RESPONSE_TO_STATUS_ENQUIRY": 30,
+    "NORMAL_UNSPECIFIED": 31, "NORMAL_CIRCUIT_CONGESTION": 34, "NETWORK_OUT_OF_ORDER": 38,
+    "NORMAL_TEMPORARY_FAILURE": 41, "SWITCH_CONGESTION": 42, "ACCESS_INFO_DISCARDED": 43,
+    "REQUESTED_CHAN_UNAVAIL": 44, "PRE_EMPTED": 45, "FACILITY_NOT_SUBSCRIBED": 50,
+    "OUTGOING_CALL_BARRED": 52, "INCOMING_CALL_BARRED": 54, "BEARERCAPABILITY_NOTAUTH": 57,
+    "BEARERCAPABILITY_NOTAVAIL": 58, "SERVICE_UNAVAILABLE": 63, "BEARERCAPABILITY_NOTIMPL": 65,
+    "CHAN_NOT_IMPLEMENTED": 66, "FACILITY_NOT_IMPLEMENTED": 69, "SERVICE_NOT_IMPLEMENTED": 79,
+    "INVALID_CALL_REFERENCE": 81, "INCOMPATIBLE_DESTINATION": 88, "INVALID_MSG_UNSPECIFIED": 95,
+    "MANDATORY_IE_MISSING": 96, "MESSAGE_TYPE_NONEXIST": 97, "WRONG_MESSAGE": 98, "IE_NONEXIST": 99,
+    "INVALID_IE_CONTENTS": 100, "WRONG_CALL_STATE": 101, "RECOVERY_ON_TIMER_EXPIRE": 102,
+    "MANDATORY_IE_LENGTH_ERROR": 103, "PROTOCOL_ERROR": 111, "INTERWORKING": 127,
+}
+# FreeSWITCH's own causes (GATEWAY_DOWN 609, ORIGINATOR_CANCEL 487...) have
+# no Q.850 number: switch_channel_cause_q850() reports them as 16, so a rule
+# cannot tell them apart by number; without a channel they have none here.

@@ -4,6 +4,7 @@ The queue dispatcher asks ``plan`` before it claims and ``after_claim`` once
 the claim script answered; both are table-tested in tests/unit/test_pacing.py.
 """
 import dataclasses
+from typing import Optional, Tuple
 
 # Look again this soon when the switch or Redis is away (their reconnects
 # also wake every task, so this is only a safety net).
@@ -16,7 +17,7 @@ BLOCKED_WAIT = 1.0
 IDLE_SAFETY_NET = 30.0
 
 # What the claim script answers (scripts.CLAIM_NUMBERS): the next look.
-_AFTER_CLAIM = {"ok": 0.0, "no_line": BLOCKED_WAIT, "empty": IDLE_SAFETY_NET}
+_AFTER_CLAIM = {"ok": 0.0, "no_line": BLOCKED_WAIT, "empty": IDLE_SAFETY_NET, "paced": BLOCKED_WAIT}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,9 +57,33 @@ def plan(*, connected: bool, state: str, limit: int, active: int, line_capacity:
     return Plan(start, 0.0)
 
 
-def after_claim(status: str) -> float:
-    """Seconds until the next look, from the claim script's status."""
-    return _AFTER_CLAIM.get(status, BLOCKED_WAIT)
+def after_claim(status: str, wake: Optional[float] = None, now: float = 0.0) -> float:
+    """Seconds until the next look, from the claim script's status and wake time.
+
+    ``wake`` is when a line's or group's rest, a line's outage or the
+    task's cps next allows a call: the look comes no later than that.
+    """
+    wait = _AFTER_CLAIM.get(status, BLOCKED_WAIT)
+    if wake is not None:
+        wait = min(wait, max(wake - now, 0.001))
+    return wait
+
+
+# A task's cps: calls start at most 1/cps apart, across every host (one GCRA
+# key in Redis), with this much tolerance for a look that comes late, so the
+# long-run rate is the rate asked for and no second sees a burst.
+CPS_TOLERANCE = 0.05
+
+
+def task_pace(cps: float) -> Tuple[float, float]:
+    """(seconds between two calls, tolerance) of a task's cps; (0, 0) for an unpaced task.
+
+    The tolerance is at most one interval: never two calls at once.
+    """
+    if not cps or cps <= 0:
+        return 0.0, 0.0
+    interval = 1.0 / cps
+    return interval, min(CPS_TOLERANCE, interval)
 
 
 # --- the switch's originate budget -------------------------------------------------

@@ -1,7 +1,9 @@
 """The scripts that act on records a claim already made, and on the host's name.
 
 Putting a number back, marking it sent, parking it, ending it, renewing its
-line lease, taking over a gone host's records, and holding this host's name.
+line lease, moving it to its next line group, reporting what its call said
+about its line, taking over a gone host's records, and holding this host's
+name.
 Each acts only while the record is there and the caller may act on it
 (``may_act`` in ``scripts.RECORDS``) and otherwise answers ``lost``; the
 claim scripts, the shared Lua and the status constants are in ``scripts.py``.
@@ -11,8 +13,9 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import orjson
 
+from .line_gates import LINES, group_args
 from .model import as_text
-from .scripts import RECORDS, _script, encode_record
+from .scripts import OK, RECORDS, LineGroups, _script, _wake, encode_record
 
 
 # Put a claimed, never-dialed number back, once, while its record is ours.
@@ -446,3 +449,82 @@ return 0
 def release_host(client, *, name: str, owner: str) -> bool:
     """Run RELEASE_HOST: True when the name was ours and is now free."""
     return bool(_script(client, RELEASE_HOST)(keys=[name], args=[owner]))
+
+
+# Reserve a slot for a claim that fails over to its next line group: the
+# least-loaded open line of the first entry that has one, at the task's pace.
+#
+# KEYS[1]      the domain's line-state hash, KEYS[2] the task's pace key
+# KEYS[3..]    line lease sorted sets, in ARGV order
+# ARGV[1]      now, ARGV[2] lease expiry, ARGV[3] claim id
+# ARGV[4]      seconds between two calls of the task (0 = unpaced), ARGV[5] the pace's tolerance
+# ARGV[6..]    the line groups as read_groups (LINES) reads them
+# Returns {"ok", line name, group position}, {"no_line", wake} when no line
+# is open or {"paced", wake}; wake as in CLAIM_NUMBERS.
+RESERVE_LINE = LINES + r"""
+local now, expiry, id = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local interval, tolerance = tonumber(ARGV[4]), tonumber(ARGV[5])
+local tat, allowed = pace_next(KEYS[2], interval, tolerance, now)
+if not tat then return {'paced', tostring(allowed)} end
+local entries = read_groups(6, 3, now)
+local line, entry, wake = pick_line(entries, KEYS[1], now)
+if not line then return {'no_line', wake and tostring(wake) or ''} end
+take_slot(line, entry, KEYS[1], id, now, expiry)
+pace_take(KEYS[2], interval, tat, now)
+return {'ok', line.name, entry.position}
+"""
+
+def reserve_line(client, *, line_state: str, pace_key: str, leases: Sequence[str], groups: LineGroups,
+                 claim_id: str, now: float, expiry: float,
+                 pace: Tuple[float, float] = (0.0, 0.0)) -> Tuple[str, Optional[str], Optional[int], Optional[float]]:
+    """Run RESERVE_LINE: (OK, line, group index, None), or (NO_LINE or PACED, None, None, wake)."""
+    reply = _script(client, RESERVE_LINE)(keys=[line_state, pace_key, *leases],
+                                          args=[now, expiry, claim_id, pace[0], pace[1], *group_args(groups)])
+    status = as_text(reply[0])
+    if status == OK:
+        return status, as_text(reply[1]), int(reply[2]), None
+    return status, None, None, _wake(reply[1])
+
+
+# What one finished call says about its line (fault detection), across hosts.
+#
+# KEYS[1]  the domain's line-state hash (line_gates.LINES)
+# ARGV[1]  line name, ARGV[2] "1" the line worked / "0" it failed,
+# ARGV[3]  fault_threshold, ARGV[4] fault_try_interval (seconds), ARGV[5] now
+# Returns {transition, consecutive failures}; transition is
+#   "ok"          worked, and the line was in service
+#   "recovered"   worked while out of service (its probe, or a call started
+#                 before the fault): back in service on every host
+#   "counted"     failed, still under the threshold
+#   "faulted"     failed and reached the threshold: out of service until
+#                 now + interval, when one probe call may take it
+#   "still_out"   failed while out of service: the next probe an interval
+#                 from now
+LINE_RESULT = r"""
+local out_field, failures_field = 'out:' .. ARGV[1], 'failures:' .. ARGV[1]
+local now, interval = tonumber(ARGV[5]), tonumber(ARGV[4])
+if ARGV[2] == '1' then
+  local was_out = redis.call('HDEL', KEYS[1], out_field)
+  redis.call('HDEL', KEYS[1], failures_field)
+  if was_out == 1 then return {'recovered', 0} end
+  return {'ok', 0}
+end
+local failures = redis.call('HINCRBY', KEYS[1], failures_field, 1)
+if redis.call('HEXISTS', KEYS[1], out_field) == 1 then
+  redis.call('HSET', KEYS[1], out_field, now + interval)
+  return {'still_out', failures}
+end
+if failures >= tonumber(ARGV[3]) then
+  redis.call('HSET', KEYS[1], out_field, now + interval)
+  return {'faulted', failures}
+end
+return {'counted', failures}
+"""
+
+
+def line_result(client, *, line_state: str, line: str, worked: bool, threshold: int, interval: float,
+                now: float) -> Tuple[str, int]:
+    """Run LINE_RESULT: (transition, consecutive failures) of ``line`` after one call."""
+    reply = _script(client, LINE_RESULT)(keys=[line_state],
+                                         args=[line, "1" if worked else "0", threshold, interval, now])
+    return as_text(reply[0]), int(reply[1])

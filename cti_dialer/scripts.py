@@ -29,6 +29,7 @@ import redis
 from redis.commands.core import Script
 
 from .lifecycle import ClaimState
+from .line_gates import LINES, group_args
 from .model import as_text
 
 # Script replies that are not claim states.
@@ -41,6 +42,7 @@ DNC = "dnc"                # MARK_SENT: the number is on the do-not-call list
 DUPLICATE = "duplicate"    # MARK_SENT: another claim holds the same idempotency id
 LOST = "lost"              # the record is gone (settled, requeued, taken over) or another instance owns it
 HOST_TAKEN = "host_taken"  # claim scripts: another running instance holds this host's name
+PACED = "paced"            # claim scripts: the task's cps allows no call yet
 
 # Line groups as the claim scripts take them: per group, in order of
 # preference, its (line name, limit) pairs.
@@ -56,25 +58,6 @@ def _script(client: redis.Redis, source: str) -> Script:
     except KeyError:
         script = _registered.setdefault(client, {})[source] = client.register_script(source)
         return script
-
-
-def _group_args(groups) -> List:
-    """ARGV for line groups: G, then per group its position, n and n (line name, limit) pairs.
-
-    ``groups`` is a list of groups (each group's position is its index) or a
-    ``store.Candidates`` (its ``positions``): the position is the group's
-    index among the task's line groups, so a group in priority tiers is
-    several entries with one position, tried in order, and the records still
-    say which group the call went to.
-    """
-    positions = getattr(groups, "positions", None)
-    groups = getattr(groups, "groups", groups)
-    out = [len(groups)]
-    for index, group in enumerate(groups):
-        out += [positions[index] if positions is not None else index, len(group)]
-        for name, limit in group:
-            out.extend((name, limit))
-    return out
 
 
 def encode_record(owner: str, record: Dict) -> bytes:
@@ -144,61 +127,48 @@ end
 # KEYS[2]      this host's in-flight hash
 # KEYS[3]      the task's redial sorted set (score = due time); due redials go first
 # KEYS[4]      this host's name key (cti_dialer_instance@<host>)
-# KEYS[5..]    line lease sorted sets, one per candidate line, in ARGV order
+# KEYS[5]      the domain's line-state hash (LINES above)
+# KEYS[6]      the task's pace key (used when ARGV[7] > 0)
+# KEYS[7..]    line lease sorted sets, one per candidate line, in ARGV order
 # ARGV[1]      now (unix seconds)
 # ARGV[2]      lease expiry (unix seconds)
 # ARGV[3]      task name (copied into the in-flight record)
 # ARGV[4]      state of the new records (ClaimState.CLAIMED)
 # ARGV[5]      state of a redial member that is not dialable (ClaimState.REJECTED)
 # ARGV[6]      our instance id (the new records' owner)
-# ARGV[7]      number of line groups G
-# then for each group: its position (the index the records and the reply
-# give), n, followed by n pairs (line name, line limit)
+# ARGV[7]      seconds between two calls of the task (1 / cps; 0 = unpaced)
+# ARGV[8]      the pace's tolerance (seconds a call may come early)
+# ARGV[9..]    the line groups as read_groups (LINES) reads them
 # then the claim ids to use, one per number wanted (their count is the batch)
 #
-# Returns {status, id1, raw1, line1, group1, from1, id2, ...}; from is "list"
-# or "zset" (a redial member); status is "ok",
-# "empty" (no number waiting), "no_line" (every line full) or "host_taken"
-# (another instance holds this host's name: nothing is claimed). A number is
-# popped only when a line slot is taken for it in the same step, and is in
-# the in-flight hash before the script returns: a crash can never lose it.
-# Within a group the least-loaded line (count / limit) is chosen.
+# Returns {status, wake, id1, raw1, line1, group1, from1, id2, ...}; from is
+# "list" or "zset" (a redial member); status is "ok", "empty" (no number
+# waiting), "no_line" (every line full, resting or out), "paced" (the task's
+# cps allows no call yet) or "host_taken" (another instance holds this
+# host's name: nothing is claimed); wake is when a rest, an outage or the
+# pace next allows a call ("" when nothing but a call's end will). A number
+# is popped only when a line slot is taken for it in the same step, and is
+# in the in-flight hash before the script returns: a crash can never lose it.
+# Within a tier the least-loaded open line (count / limit) is chosen.
 # A redial member scored -inf or +inf (ZADD accepts both) has no time and
 # cjson cannot encode its score: it is moved, under the next claim id, into
 # the in-flight hash as ARGV[5] with a reason and no line, and is not
 # returned; the sweep of stranded records writes its rejected record and
 # result.
-CLAIM_NUMBERS = RECORDS + r"""
+CLAIM_NUMBERS = RECORDS + LINES + r"""
 local now = tonumber(ARGV[1])
 local expiry = tonumber(ARGV[2])
 local task = ARGV[3]
 local claimed, rejected, me = ARGV[4], ARGV[5], ARGV[6]
-if host_taken(KEYS[4], me) then return {'host_taken'} end
-local ngroups = tonumber(ARGV[7])
-local groups = {}
-local positions = {}
-local bykey = {}
-local a = 8
-local k = 5
-for g = 1, ngroups do
-  positions[g] = tonumber(ARGV[a]); a = a + 1
-  local n = tonumber(ARGV[a]); a = a + 1
-  local lines = {}
-  for i = 1, n do
-    local key = KEYS[k]; k = k + 1
-    -- A line listed in two groups is one line: share its count.
-    if not bykey[key] then
-      redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
-      bykey[key] = {key = key, name = ARGV[a], limit = tonumber(ARGV[a + 1]),
-                    count = redis.call('ZCARD', key)}
-    end
-    lines[i] = bykey[key]
-    a = a + 2
-  end
-  groups[g] = lines
+local interval, tolerance = tonumber(ARGV[7]), tonumber(ARGV[8])
+if host_taken(KEYS[4], me) then return {'host_taken', ''} end
+local entries, idx = read_groups(9, 7, now)
+local out = {'ok', ''}
+local function stop(status, wake)
+  if #out == 2 then out[1] = status end
+  if wake then out[2] = tostring(wake) end
+  return out
 end
-local out = {'ok'}
-local idx = a
 local function reject_redial(member, score)
   local record = new_record(me, {kind = 'queue', task = task, queue = KEYS[3], back = 'zset', raw = member,
     score = 0, state = rejected, claimed_at = now,
@@ -213,19 +183,10 @@ for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '+inf', '+inf', 'LI
   if not reject_redial(member, 'inf') then break end
 end
 while idx <= #ARGV do
-  local best, bestg = nil, nil
-  for g = 1, ngroups do
-    for _, line in ipairs(groups[g]) do
-      if line.count < line.limit and (best == nil or line.count / line.limit < best.count / best.limit) then
-        best = line
-      end
-    end
-    if best then bestg = g; break end
-  end
-  if not best then
-    if #out == 1 then out[1] = 'no_line' end
-    return out
-  end
+  local tat, allowed = pace_next(KEYS[6], interval, tolerance, now)
+  if not tat then return stop('paced', allowed) end
+  local best, entry, wake = pick_line(entries, KEYS[5], now)
+  if not best then return stop('no_line', wake) end
   local raw, from, source, score = nil, 'list', KEYS[1], 0
   local due = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'WITHSCORES', 'LIMIT', 0, 1)
   if #due > 0 then
@@ -233,20 +194,17 @@ while idx <= #ARGV do
   else
     raw = redis.call('LINDEX', KEYS[1], -1)
   end
-  if not raw then
-    if #out == 1 then out[1] = 'empty' end
-    return out
-  end
+  if not raw then return stop('empty', nil) end
   local record, err = nil, nil
   if finite(score) then
     record, err = new_record(me, {kind = 'queue', task = task, queue = source, back = from, raw = raw,
-      score = score, line = best.name, group = positions[bestg], state = claimed, claimed_at = now})
+      score = score, line = best.name, group = entry.position, state = claimed, claimed_at = now})
   elseif reject_redial(raw, due[2]) then
     record = false
   end
   if record == nil then
     -- Nothing of this entry is written: it stays first in line.
-    if #out == 1 then
+    if #out == 2 then
       return redis.error_reply('cannot encode the in-flight record of an entry of ' .. source .. ': ' .. (err or ''))
     end
     return out
@@ -254,10 +212,10 @@ while idx <= #ARGV do
   if record then
     local id = ARGV[idx]; idx = idx + 1
     if from == 'zset' then redis.call('ZREM', KEYS[3], raw) else redis.call('RPOP', KEYS[1]) end
-    redis.call('ZADD', best.key, expiry, id)
-    best.count = best.count + 1
+    take_slot(best, entry, KEYS[5], id, now, expiry)
+    pace_take(KEYS[6], interval, tat, now)
     redis.call('HSET', KEYS[2], id, record)
-    table.insert(out, id); table.insert(out, raw); table.insert(out, best.name); table.insert(out, positions[bestg])
+    table.insert(out, id); table.insert(out, raw); table.insert(out, best.name); table.insert(out, entry.position)
     table.insert(out, from)
   end
 end
@@ -274,82 +232,31 @@ class Claimed(NamedTuple):
     origin: str         # "list" (the queue) or "zset" (a due redial member)
 
 
-def claim_numbers(client, *, queue: str, inflight: str, redials: str, host_name: str, leases: Sequence[str],
-                  groups: LineGroups, task: str, owner: str, claim_ids: Sequence[str], now: float,
-                  expiry: float) -> Tuple[str, List[Claimed]]:
+def claim_numbers(client, *, queue: str, inflight: str, redials: str, host_name: str, line_state: str,
+                  pace_key: str, leases: Sequence[str], groups: LineGroups, task: str, owner: str,
+                  claim_ids: Sequence[str], now: float, expiry: float,
+                  pace: Tuple[float, float] = (0.0, 0.0)) -> Tuple[str, Optional[float], List[Claimed]]:
     """Run CLAIM_NUMBERS: up to len(claim_ids) numbers, each recorded "claimed" with a line slot.
 
     ``leases`` are the lease keys of the lines of ``groups``, in the same
-    order. Returns (OK, EMPTY, NO_LINE or HOST_TAKEN, the numbers taken); the
-    status says why the batch stopped short, if it did. Claim ids that come
-    back neither taken nor unused went to redial members that were rejected.
+    order; ``pace`` is (seconds between calls, tolerance) of the task's cps.
+    Returns (OK, EMPTY, NO_LINE, PACED or HOST_TAKEN, wake, the numbers
+    taken); the status says why the batch stopped short, if it did, and
+    wake when a rest, an outage or the pace next allows a call (None: only
+    a call's end will). Claim ids that come back neither taken nor unused
+    went to redial members that were rejected.
     """
     reply = _script(client, CLAIM_NUMBERS)(
-        keys=[queue, inflight, redials, host_name, *leases],
-        args=[now, expiry, task, ClaimState.CLAIMED.value, ClaimState.REJECTED.value, owner,
-              *_group_args(groups), *claim_ids])
+        keys=[queue, inflight, redials, host_name, line_state, pace_key, *leases],
+        args=[now, expiry, task, ClaimState.CLAIMED.value, ClaimState.REJECTED.value, owner, pace[0], pace[1],
+              *group_args(groups), *claim_ids])
     items = [Claimed(as_text(reply[i]), reply[i + 1], as_text(reply[i + 2]), int(reply[i + 3]),
-                     as_text(reply[i + 4])) for i in range(1, len(reply), 5)]
-    return as_text(reply[0]), items
+                     as_text(reply[i + 4])) for i in range(2, len(reply), 5)]
+    return as_text(reply[0]), _wake(reply[1]), items
 
 
-# Shared by the scripts below: take a slot on the least-loaded line of the
-# first group that has one (expired leases are pruned first).
-# take_line(now, expiry, id, first_key, groups_argv) reads the line lease keys
-# from KEYS[first_key..] and, from ARGV[groups_argv], the group count G then
-# per group: its position, n, then n (line name, limit) pairs. Returns line
-# name, the group's position and the lease key, or nil when every line is full.
-TAKE_LINE = r"""
-local function take_line(now, expiry, id, first_key, groups_argv)
-  local a = groups_argv
-  local k = first_key
-  local ngroups = tonumber(ARGV[a]); a = a + 1
-  for g = 1, ngroups do
-    local position = tonumber(ARGV[a]); a = a + 1
-    local n = tonumber(ARGV[a]); a = a + 1
-    local best = nil
-    for i = 1, n do
-      local key = KEYS[k]; k = k + 1
-      redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
-      local count = redis.call('ZCARD', key)
-      local limit = tonumber(ARGV[a + 1])
-      if count < limit and (best == nil or count / limit < best.ratio) then
-        best = {key = key, name = ARGV[a], ratio = count / limit}
-      end
-      a = a + 2
-    end
-    if best then
-      redis.call('ZADD', best.key, expiry, id)
-      return best.name, position, best.key
-    end
-  end
-  return nil
-end
-"""
-
-# Reserve a slot on the least-loaded line of the first group that has one.
-#
-# KEYS[1..]    line lease sorted sets, in ARGV order
-# ARGV[1]      now, ARGV[2] lease expiry, ARGV[3] claim id
-# ARGV[4]      number of groups G, then per group: position, n, then n (line name, limit) pairs
-# Returns {line name, group index} or an empty reply when every line is full.
-RESERVE_LINE = TAKE_LINE + r"""
-local now = tonumber(ARGV[1])
-local expiry = tonumber(ARGV[2])
-local id = ARGV[3]
-local line, group = take_line(now, expiry, id, 1, 4)
-if line then return {line, group} end
-return {}
-"""
-
-
-def reserve_line(client, *, leases: Sequence[str], groups: LineGroups, claim_id: str, now: float,
-                 expiry: float) -> Optional[Tuple[str, int]]:
-    """Run RESERVE_LINE: (line, group index) of the slot taken for ``claim_id``, or None when all are full."""
-    reply = _script(client, RESERVE_LINE)(keys=leases, args=[now, expiry, claim_id, *_group_args(groups)])
-    if not reply:
-        return None
-    return as_text(reply[0]), int(reply[1])
+def _wake(value) -> Optional[float]:
+    return float(value) if value not in (b"", "", None) else None
 
 
 # Claim one due schedule member: with a line slot, or apply the seed's rule.
@@ -357,14 +264,15 @@ def reserve_line(client, *, leases: Sequence[str], groups: LineGroups, claim_id:
 # KEYS[1]      schedule sorted set (score = unix time to call)
 # KEYS[2]      this host's in-flight hash
 # KEYS[3]      this host's name key (cti_dialer_instance@<host>)
-# KEYS[4..]    line lease sorted sets, in ARGV order
+# KEYS[4]      the domain's line-state hash (LINES above)
+# KEYS[5..]    line lease sorted sets, in ARGV order
 # ARGV[1]      now, ARGV[2] lease expiry, ARGV[3] member, ARGV[4] claim id
 # ARGV[5]      expires (unix time, 0 = never), ARGV[6] write-back delay (60)
 # ARGV[7]      schedule config name
 # ARGV[8]      the states to record: claimed, ARGV[9] expired, ARGV[10] dropped,
 #              ARGV[11] rejected
 # ARGV[12]     our instance id (the record's owner)
-# ARGV[13]     number of groups G, then per group: position, n, then n (line name, limit) pairs
+# ARGV[13..]   the line groups as read_groups (LINES) reads them
 #
 # Returns one of
 #   {"gone"}                 not in the set or not due (another daemon took it)
@@ -373,13 +281,13 @@ def reserve_line(client, *, leases: Sequence[str], groups: LineGroups, claim_id:
 #                            encode it): removed, in-flight ARGV[11] with the reason
 #   {"ok", line, group}      removed from the set, lease taken, in-flight ARGV[8]
 #   {ARGV[9]}                past expires: removed, in-flight ARGV[9]
-#   {"requeued", score}      no free line: written back at now + delay
+#   {"requeued", score}      no open line (full, resting or out): written back at now + delay
 #   {ARGV[10]}               no free line and expires is 0 or too close: removed,
 #                            in-flight ARGV[10]
 # Every outcome that removes the member writes its in-flight record in the
 # same step, encoded before the member goes: a crash before its result is
 # written loses nothing, and an error leaves the member where it was.
-CLAIM_SCHEDULED = RECORDS + TAKE_LINE + r"""
+CLAIM_SCHEDULED = RECORDS + LINES + r"""
 local now = tonumber(ARGV[1])
 local expiry = tonumber(ARGV[2])
 local member = ARGV[3]
@@ -413,13 +321,12 @@ if expires > 0 and now > expires then
   if not park(expired, '', 0) then return failed() end
   return {expired}
 end
-local line, group, lease = take_line(now, expiry, id, 4, 13)
+local line, entry = pick_line(read_groups(13, 5, now), KEYS[4], now)
 if line then
-  if not park(claimed, line, group) then
-    redis.call('ZREM', lease, id)
-    return failed()
-  end
-  return {'ok', line, group}
+  -- Encoded before the slot is taken: a failure leaves no lease or rest behind.
+  if not park(claimed, line.name, entry.position) then return failed() end
+  take_slot(line, entry, KEYS[4], id, now, expiry)
+  return {'ok', line.name, entry.position}
 end
 if expires > 0 and now + delay <= expires then
   redis.call('ZADD', KEYS[1], 'XX', now + delay, member)
@@ -436,7 +343,7 @@ ScheduledItem = Tuple[bytes, str, float, str, Sequence[str], LineGroups]
 ERROR = "error"
 
 
-def claim_scheduled(client, *, schedule: str, inflight: str, host_name: str, owner: str,
+def claim_scheduled(client, *, schedule: str, inflight: str, host_name: str, line_state: str, owner: str,
                     items: Sequence[ScheduledItem], now: float, expiry: float,
                     delay: float) -> List[Tuple[str, object, Optional[int]]]:
     """Run CLAIM_SCHEDULED for each item, all in one round trip.
@@ -453,9 +360,9 @@ def claim_scheduled(client, *, schedule: str, inflight: str, host_name: str, own
               ClaimState.REJECTED.value]
     pipe = client.pipeline(transaction=False)
     for member, claim_id, expires, config, leases, groups in items:
-        script(keys=[schedule, inflight, host_name, *leases],
+        script(keys=[schedule, inflight, host_name, line_state, *leases],
                args=[now, expiry, member, claim_id, expires, delay, config, *states, owner,
-                     *_group_args(groups)],
+                     *group_args(groups)],
                client=pipe)
     out = []
     for reply in pipe.execute(raise_on_error=False):

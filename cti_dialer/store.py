@@ -18,12 +18,12 @@ import math
 import re
 import time
 import uuid
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 import orjson
 import redis
 
-from . import record_scripts, scripts
+from . import pacing, record_scripts, scripts
 from .keys import Keys
 from .model import as_text
 
@@ -48,9 +48,15 @@ class Candidates:
     later tier is used only while the earlier ones are full.
     """
 
-    def __init__(self, groups: Sequence[Sequence[Tuple[str, int]]], positions: Optional[Sequence[int]] = None):
+    def __init__(self, groups: Sequence[Sequence[Tuple[str, int]]], positions: Optional[Sequence[int]] = None,
+                 entry_gates: Optional[Sequence[Tuple[str, float]]] = None,
+                 line_gates: Optional[Dict[str, Tuple[float, float]]] = None):
         self.groups = [list(g) for g in groups]
         self.positions = list(positions) if positions is not None else list(range(len(self.groups)))
+        # Per entry (group name, the group's rest in seconds); per line name
+        # (rest seconds, probe interval seconds, 0 = no fault detection).
+        self.entry_gates = list(entry_gates) if entry_gates is not None else None
+        self.line_gates = dict(line_gates or {})
 
     def keys(self, keys: Keys) -> List[str]:
         """The lease key of every line, in the order the scripts read them."""
@@ -58,6 +64,38 @@ class Candidates:
 
     def __bool__(self):
         return any(self.groups)
+
+
+def parse_line_state(fields) -> Dict[str, Dict[str, float]]:
+    """The line-state hash (line_gates.LINES) by line: {line: {"out"|"failures"|"rest": value}}.
+
+    Group rests ('rest@<group>') are left out; a field this version does not
+    know is skipped rather than an error, since the hash is shared by every
+    daemon version on the domain.
+    """
+    out: Dict[str, Dict[str, float]] = {}
+    for field, value in fields.items():
+        kind, sep, line = as_text(field).partition(":")
+        if not sep or kind not in ("out", "failures", "rest"):
+            continue
+        try:
+            out.setdefault(line, {})[kind] = float(value)
+        except ValueError:
+            continue
+    return out
+
+
+class ClaimReply(NamedTuple):
+    status: str
+    items: List["scripts.Claimed"]
+    wake: Optional[float]       # when a rest, an outage or the pace next allows a call (None: a call's end)
+
+
+class Reservation(NamedTuple):
+    status: str                 # scripts.OK, NO_LINE or PACED
+    line: Optional[str]
+    group: Optional[int]        # offset from the first candidate group
+    wake: Optional[float]
 
 
 class Store:
@@ -114,17 +152,20 @@ class Store:
     # --- numbers --------------------------------------------------------------------
 
     def claim_numbers(self, queue: str, task: str, candidates: Candidates, claim_ids: Sequence[str],
-                      now: float, lease_ttl: float):
+                      now: float, lease_ttl: float, cps: float = 0.0) -> "ClaimReply":
         """Pop up to len(claim_ids) numbers, each with a line slot; see scripts.CLAIM_NUMBERS.
 
-        Returns (status, [(claim_id, raw, line, group_index, from)]); from is
-        "list" for a queue entry, "zset" for a due redial member. Status
-        HOST_TAKEN: another instance holds this host's name, nothing claimed.
+        Returns (status, [(claim_id, raw, line, group_index, from)], wake);
+        from is "list" for a queue entry, "zset" for a due redial member.
+        Status HOST_TAKEN: another instance holds this host's name, nothing
+        claimed; PACED: the task's ``cps`` allows no call before ``wake``.
         """
-        return scripts.claim_numbers(self.r, queue=queue, inflight=self.keys.inflight,
-                                     redials=self.keys.retries(task), host_name=self.keys.instance(),
-                                     leases=candidates.keys(self.keys), groups=candidates, task=task,
-                                     owner=self.instance_id, claim_ids=claim_ids, now=now, expiry=now + lease_ttl)
+        status, wake, items = scripts.claim_numbers(
+            self.r, queue=queue, inflight=self.keys.inflight, redials=self.keys.retries(task),
+            host_name=self.keys.instance(), line_state=self.keys.line_state, pace_key=self.keys.pace(task),
+            leases=candidates.keys(self.keys), groups=candidates, task=task, owner=self.instance_id,
+            claim_ids=claim_ids, now=now, expiry=now + lease_ttl, pace=pacing.task_pace(cps))
+        return ClaimReply(status, items, wake)
 
     def tasks_with_work(self, tasks: Sequence[Tuple[str, str]]) -> List[int]:
         """Indexes of the (task, queue) pairs whose queue or redial set has work now (HAS_WORK).
@@ -148,10 +189,24 @@ class Store:
         """
         return self.r.blmove(queue, queue, timeout, "RIGHT", "RIGHT") is not None
 
-    def reserve_line(self, claim_id: str, candidates: Candidates, now: float, lease_ttl: float):
-        """A slot on the first group with a free line: (line, group_index) or None."""
-        return scripts.reserve_line(self.r, leases=candidates.keys(self.keys), groups=candidates,
-                                    claim_id=claim_id, now=now, expiry=now + lease_ttl)
+    def reserve_line(self, claim_id: str, candidates: Candidates, now: float, lease_ttl: float,
+                     task: str = "", cps: float = 0.0) -> "Reservation":
+        """A slot on the first group with an open line, at the task's pace (RESERVE_LINE).
+
+        (OK, line, group_index, None), or (NO_LINE / PACED, None, None, wake).
+        """
+        return Reservation(*record_scripts.reserve_line(
+            self.r, line_state=self.keys.line_state, pace_key=self.keys.pace(task), leases=candidates.keys(self.keys),
+            groups=candidates, claim_id=claim_id, now=now, expiry=now + lease_ttl, pace=pacing.task_pace(cps)))
+
+    def line_result(self, line: str, worked: bool, threshold: int, interval: float, now: float) -> Tuple[str, int]:
+        """Count one call's verdict on a line's health (LINE_RESULT): (transition, consecutive failures)."""
+        return record_scripts.line_result(self.r, line_state=self.keys.line_state, line=line, worked=worked,
+                                          threshold=threshold, interval=interval, now=now)
+
+    def line_health(self) -> Dict[str, Dict[str, float]]:
+        """Per line with a rest, failures or an outage recorded: {"out": until, "failures": n, "rest": until}."""
+        return parse_line_state(self.r.hgetall(self.keys.line_state))
 
     def due_members(self, now: float, count: int) -> List[Tuple[bytes, float]]:
         """The earliest due schedule members (score <= now), then members scored +inf; O(log N + count).
@@ -178,7 +233,7 @@ class Store:
         """
         return scripts.claim_scheduled(
             self.r, schedule=self.keys.schedule_numbers, inflight=self.keys.inflight,
-            host_name=self.keys.instance(), owner=self.instance_id,
+            host_name=self.keys.instance(), line_state=self.keys.line_state, owner=self.instance_id,
             items=[(member, claim_id, expires, config, candidates.keys(self.keys), candidates)
                    for member, claim_id, expires, config, candidates in items],
             now=now, expiry=now + lease_ttl, delay=delay)

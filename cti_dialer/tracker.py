@@ -18,7 +18,7 @@ import gevent
 import gevent.queue
 import orjson
 
-from . import model, originate, outcome, redial
+from . import model, originate, outcome, redial, scripts
 from .claim import Claim, Kind
 from .esl import Answered, Disconnected, EslError, EslNotSent, HungUp, JobResult, SwitchShutdown
 from .lifecycle import ON_THE_SWITCH, RECOVERY, ClaimEvent, ClaimState
@@ -317,6 +317,7 @@ class CallTracker:
             att.hangup_cause, att.billsec, att.ended_at = event.cause, event.billsec, event.ts
             att.switch_started, att.switch_answered, att.switch_ended = event.started, event.answered_at, event.ended
             att.never_rang = event.second_leg_missing
+            att.sip_code, att.q850 = event.sip_code, event.q850
             if event.answered and att.answered_at is None:
                 att.answered_at = event.ts - event.billsec
         else:
@@ -352,6 +353,11 @@ class CallTracker:
             return
         verdict = att.verdict()
         cause = att.cause()
+        line = self.catalog.line(att.line)
+        if line is not None and line.fault_threshold:
+            worked = att.line_worked(line.fault_connect_time, time.time())
+            if worked is not None:
+                self._spawn_plain(self._report_line, line, worked, cause)
         if verdict == Verdict.THROTTLE:
             if self.budget.refused(time.time()):
                 log.warning("FreeSWITCH throttling (DESTINATION_OUT_OF_ORDER without a channel): pausing %.1fs, "
@@ -369,6 +375,24 @@ class CallTracker:
             self._spawn(self._fail_over if verdict == Verdict.ROUTE else self._retry_throttled, claim, cause)
             return
         self.finish(claim, cause, verdict)
+
+    def _report_line(self, line, worked, cause):
+        """Count a call for or against its line's health, on every host (fault detection)."""
+        try:
+            transition, failures = self.store.line_result(line.name, worked, line.fault_threshold,
+                                                          line.fault_try_interval, time.time())
+        except REDIS_ERRORS as exc:
+            log.warning("line %s: could not count a call for fault detection: %s", line.name, exc)
+            return
+        if transition == "faulted":
+            log.error("line %s out of service after %d consecutive failed calls (last: %s); "
+                      "one probe call in %.0fs decides whether it comes back",
+                      line.name, failures, cause, line.fault_try_interval)
+        elif transition == "still_out":
+            log.warning("line %s: a call failed while out of service (%s): next probe in %.0fs",
+                        line.name, cause, line.fault_try_interval)
+        elif transition == "recovered":
+            log.warning("line %s back in service: a call went through", line.name)
 
     def _switch_refused(self, claim, att):
         """The switch refused the command itself: nothing was dialed; the number waits, the host backs off."""
@@ -439,16 +463,28 @@ class CallTracker:
                     self.store.release_line(claim.line, claim.claim_id)
                     claim.line = None
                 candidates = self.catalog.candidates(source, claim.group + 1)
-                nxt = self.store.reserve_line(claim.claim_id, candidates, time.time(),
-                                              self.config.dialer_line_lease_ttl) if candidates else None
+                reply = self.store.reserve_line(claim.claim_id, candidates, time.time(),
+                                                self.config.dialer_line_lease_ttl, claim.source_name,
+                                                getattr(source, "cps", 0.0)) if candidates else None
+                nxt = (reply.line, reply.group) if reply is not None and reply.line else None
             except REDIS_ERRORS as exc:
                 # Redis away is not "no free line": that time does not count
                 # against failover_wait.
                 deadline += time.time() - tried_at + 0.2
                 log.warning("failover of %s postponed until Redis answers: %s", claim.claim_id, exc)
-            if nxt is not None or time.time() >= deadline:
+                reply = None
+            if nxt is not None:
                 break
-            self.stopping.wait(0.2)
+            pause = 0.2
+            if reply is not None and reply.status == scripts.PACED:
+                # The task's cps is not "no free line": the failover waits its turn.
+                pause = max(0.001, min(reply.wake - time.time(), 60.0))
+                deadline += pause
+            elif reply is not None and reply.wake is not None:
+                pause = max(0.001, min(pause, reply.wake - time.time()))
+            if time.time() >= deadline:
+                break
+            self.stopping.wait(pause)
             source = self.catalog.source_of(claim)
         if self.stopping.is_set() and nxt is None:
             self.requeue(claim)         # it never rang: back to the queue
@@ -498,11 +534,12 @@ class CallTracker:
         if rejected is not None:
             result["error"] = rejected["reason"]
         klass = redial.outcome_class(cause, verdict)
-        due = redial.decide(source.redial, klass, claim.done, ts) if source is not None else None
+        decision = self._redial_decision(claim, source, klass, verdict, ts)
         retry = None
-        if due is not None:
-            retry = self._redial_member(claim, klass, due)
-            result.update(next_due=due, redial_class=klass)
+        if decision is not None:
+            due, counted_as = decision
+            retry = self._redial_member(claim, counted_as, due)
+            result.update(next_due=due, redial_class=counted_as)
             log.info("redial of %s (%s %r) after %s at %s, attempt %d", claim.number, claim.kind.value,
                      claim.source_name, cause, time.strftime("%H:%M:%S", time.localtime(due)), claim.attempt_no + 1)
         counts = {"results": 1, "originates": claim.sent,
@@ -528,6 +565,18 @@ class CallTracker:
         log.info("call %s %s=%s line=%s uuid=%s attempt=%d cause=%s answered=%s billsec=%d",
                  claim.number, claim.label, claim.source_name, claim.line, att.uuid if att else "",
                  claim.attempt_no, cause, verdict == Verdict.ANSWERED, att.billsec if att else 0)
+
+    def _redial_decision(self, claim, source, klass, verdict, now):
+        """(due, done key) of the redial the task's strategy and its line group's rules call for, or None."""
+        if source is None:
+            return None
+        group = None
+        if claim.line and claim.group < len(source.line_groups):
+            group = self.catalog.groups.get(source.line_groups[claim.group])
+        att = claim.attempt
+        facts = att.facts(now) if att is not None and att.sent_at and att.job_done else None
+        return redial.decide_call(source.redial, group.redial if group is not None else redial.NO_GROUP_RULES,
+                                  klass, verdict, facts, claim.done, now)
 
     def _redial_member(self, claim, klass, due):
         """(key, score, member) of the redial to schedule for this claim."""
@@ -645,6 +694,8 @@ def result_record(host, claim, source, cause, verdict, ts):
         "uuid": att.uuid if att else "", "claim_id": claim.claim_id, "attempt": claim.attempt_no,
         "try": claim.tries, "cause": cause, "verdict": verdict.value, "answered": verdict == Verdict.ANSWERED,
         "billsec": att.billsec if att else 0,
+        "sip_code": att.sip_code if att and att.sip_code is not None else "",
+        "q850": att.q850 if att and att.q850 is not None else "",
         "ring_time": ring_time, "claimed_at": claim.claimed_at,
         "sent_at": att.sent_at if att else "", "answered_at": answered_at or "", "ended_at": ended,
         **({"scheduled_at": claim.score, "expires": claim.expires} if claim.kind == Kind.SCHEDULE else {}),

@@ -30,7 +30,7 @@ def owner(store, claim_id, keys=KEYS):
 def claim(store, *numbers, ids=None):
     store.r.lpush("q", *numbers)
     ids = ids or ["c%d" % i for i in range(len(numbers))]
-    status, items = store.claim_numbers("q", "t", LINE, ids, 100.0, 60)
+    status, items, _ = store.claim_numbers("q", "t", LINE, ids, 100.0, 60)
     assert status == "ok" and len(items) == len(numbers)
     return ids
 
@@ -188,7 +188,7 @@ def test_a_second_live_instance_cannot_take_the_name_and_can_claim_nothing(store
     assert 0 < refused.ttl <= HOST_NAME_TTL
     store.r.lpush("q", "1")
     store.r.zadd(SCHED, {"m": 90, "bad": 90})
-    assert second.claim_numbers("q", "t", LINE, ["x0"], 100.0, 60) == ("host_taken", [])
+    assert second.claim_numbers("q", "t", LINE, ["x0"], 100.0, 60)[:2] == ("host_taken", [])
     assert second.claim_scheduled([(b"m", "x1", 0, "cfg", LINE)], 100.0, 60) == [("host_taken", None, None)]
     assert second.take_rejected(b"bad", "x2", 100.0, "why") is False
     assert second.heartbeat(30) is False
@@ -208,7 +208,7 @@ def test_when_the_first_instance_is_gone_the_next_takes_the_name_and_its_records
     # The first instance, should it come back, owns nothing and claims nothing.
     assert other_steps(store) == LOST_EVERYWHERE
     assert store.heartbeat(30) is False
-    assert store.claim_numbers("q", "t", LINE, ["z"], 100.0, 60) == ("host_taken", [])
+    assert store.claim_numbers("q", "t", LINE, ["z"], 100.0, 60)[:2] == ("host_taken", [])
     assert second.requeue("c1", second.inflight()["c1"]) == "ok"
 
 
@@ -279,7 +279,7 @@ def test_inf_scored_redials_are_rejected_around_the_good_ones(store):
     redials = KEYS.retries("t")
     store.r.zadd(redials, {"minus": float("-inf"), "plus": float("inf"), "due": 50, "later": 500})
     store.r.lpush("q", "1")
-    status, items = store.claim_numbers("q", "t", LINE, ["c0", "c1", "c2", "c3", "c4"], 100.0, 60)
+    status, items, _ = store.claim_numbers("q", "t", LINE, ["c0", "c1", "c2", "c3", "c4"], 100.0, 60)
     assert status == "ok"
     assert [(cid, raw, origin) for cid, raw, _, _, origin in items] == [("c2", b"due", "zset"), ("c3", b"1", "list")]
     inflight = store.inflight()

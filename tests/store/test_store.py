@@ -12,7 +12,7 @@ from tests.store.conftest import KEYS, ids
 def test_claim_takes_oldest_first_and_records_inflight(store):
     for n in ("1", "2", "3"):
         store.r.lpush("q", n)
-    status, items = store.claim_numbers("q", "t", Candidates([[("l1", 10)]]), ids(2), 100.0, 60)
+    status, items, _ = store.claim_numbers("q", "t", Candidates([[("l1", 10)]]), ids(2), 100.0, 60)
     assert status == "ok"
     assert [raw for _, raw, _, _, _ in items] == [b"1", b"2"]
     assert [line for _, _, line, _, _ in items] == ["l1", "l1"]
@@ -27,9 +27,9 @@ def test_claim_takes_oldest_first_and_records_inflight(store):
 def test_claim_never_exceeds_line_limit(store):
     for n in range(10):
         store.r.lpush("q", str(n))
-    status, items = store.claim_numbers("q", "t", Candidates([[("l1", 3)]]), ids(10), 100.0, 60)
+    status, items, _ = store.claim_numbers("q", "t", Candidates([[("l1", 3)]]), ids(10), 100.0, 60)
     assert len(items) == 3 and status == "ok"
-    status, items = store.claim_numbers("q", "t", Candidates([[("l1", 3)]]), ids(5, 10), 101.0, 60)
+    status, items, _ = store.claim_numbers("q", "t", Candidates([[("l1", 3)]]), ids(5, 10), 101.0, 60)
     assert status == "no_line" and items == []
     assert store.r.llen("q") == 7
 
@@ -38,7 +38,7 @@ def test_expired_leases_free_their_slot(store):
     store.r.lpush("q", "1", "2")
     store.claim_numbers("q", "t", Candidates([[("l1", 1)]]), ids(1), 100.0, 60)
     assert store.claim_numbers("q", "t", Candidates([[("l1", 1)]]), ids(1, 1), 159.0, 60)[0] == "no_line"
-    status, items = store.claim_numbers("q", "t", Candidates([[("l1", 1)]]), ids(1, 2), 161.0, 60)
+    status, items, _ = store.claim_numbers("q", "t", Candidates([[("l1", 1)]]), ids(1, 2), 161.0, 60)
     assert status == "ok" and len(items) == 1
 
 
@@ -46,7 +46,7 @@ def test_spread_over_a_group_and_next_group_when_full(store):
     for n in range(6):
         store.r.lpush("q", str(n))
     cands = Candidates([[("a", 2), ("b", 2)], [("c", 5)]])
-    status, items = store.claim_numbers("q", "t", cands, ids(6), 100.0, 60)
+    status, items, _ = store.claim_numbers("q", "t", cands, ids(6), 100.0, 60)
     lines = [line for _, _, line, _, _ in items]
     assert sorted(lines[:4]) == ["a", "a", "b", "b"]
     assert lines[0] != lines[1]                      # spread, not fill-first
@@ -57,34 +57,34 @@ def test_spread_over_a_group_and_next_group_when_full(store):
 def test_line_in_two_groups_counts_once(store):
     for n in range(5):
         store.r.lpush("q", str(n))
-    status, items = store.claim_numbers("q", "t", Candidates([[("a", 2)], [("a", 2)]]), ids(5), 100.0, 60)
+    status, items, _ = store.claim_numbers("q", "t", Candidates([[("a", 2)], [("a", 2)]]), ids(5), 100.0, 60)
     assert len(items) == 2
 
 
 def test_empty_queue(store):
-    assert store.claim_numbers("q", "t", Candidates([[("a", 2)]]), ids(2), 100.0, 60) == ("empty", [])
+    assert store.claim_numbers("q", "t", Candidates([[("a", 2)]]), ids(2), 100.0, 60)[:2] == ("empty", [])
 
 
 def test_reserve_line_for_failover(store):
-    assert store.reserve_line("x", Candidates([[("a", 1)], [("b", 1)]]), 100.0, 60) == ("a", 0)
-    assert store.reserve_line("y", Candidates([[("a", 1)], [("b", 1)]]), 100.0, 60) == ("b", 1)
-    assert store.reserve_line("z", Candidates([[("a", 1)], [("b", 1)]]), 100.0, 60) is None
+    assert store.reserve_line("x", Candidates([[("a", 1)], [("b", 1)]]), 100.0, 60)[1:3] == ("a", 0)
+    assert store.reserve_line("y", Candidates([[("a", 1)], [("b", 1)]]), 100.0, 60)[1:3] == ("b", 1)
+    assert store.reserve_line("z", Candidates([[("a", 1)], [("b", 1)]]), 100.0, 60).status == "no_line"
 
 
 def test_requeue_puts_number_next_in_line(store):
     store.r.lpush("q", "1", "2")
-    _, items = store.claim_numbers("q", "t", Candidates([[("a", 5)]]), ids(1), 100.0, 60)
+    _, items, _ = store.claim_numbers("q", "t", Candidates([[("a", 5)]]), ids(1), 100.0, 60)
     rec = store.inflight()["c0"]
     store.requeue("c0", rec)
     assert store.inflight() == {}
     assert store.r.zcard(KEYS.line_lease("a")) == 0
-    _, items = store.claim_numbers("q", "t", Candidates([[("a", 5)]]), ids(1, 1), 100.0, 60)
+    _, items, _ = store.claim_numbers("q", "t", Candidates([[("a", 5)]]), ids(1, 1), 100.0, 60)
     assert items[0][1] == b"1"
 
 
 def test_finish_is_one_transaction(store):
     store.r.lpush("q", "1", "bad number")
-    _, items = store.claim_numbers("q", "t", Candidates([[("a", 5)]]), ids(2), 100.0, 60)
+    _, items, _ = store.claim_numbers("q", "t", Candidates([[("a", 5)]]), ids(2), 100.0, 60)
     assert store.mark_sent([("c0", "1", {"state": "sent", "uuid": "u0"}, None)], 60) == ["ok"]
     assert store.inflight()["c0"] == {"owner": store.instance_id, "state": "sent", "uuid": "u0"}
     store.finish([("c0", "a", {"number": "1", "answered": True}, None),
@@ -135,7 +135,7 @@ def test_requeue_and_finish_are_idempotent(store):
 def test_finish_many_items_and_lines(store):
     for n in range(30):
         store.r.lpush("q", str(n))
-    _, items = store.claim_numbers("q", "t", Candidates([[("a", 10), ("b", 10), ("c", 10)]]), ids(30), 100.0, 60)
+    _, items, _ = store.claim_numbers("q", "t", Candidates([[("a", 10), ("b", 10), ("c", 10)]]), ids(30), 100.0, 60)
     batch = [(cid, line, {"number": raw.decode(), "i": str(i)}, {"raw": "x"} if i % 7 == 0 else None)
              for i, (cid, raw, line, _, _) in enumerate(items)]
     assert store.finish(batch).written == 30
@@ -219,7 +219,7 @@ def test_take_rejected_once(store):
 def test_due_redials_go_before_the_queue(store):
     store.r.lpush("q", "new1", "new2")
     store.r.zadd(KEYS.retries("t"), {"retry-due": 50, "retry-later": 500})
-    status, items = store.claim_numbers("q", "t", Candidates([[("a", 5)]]), ids(3), 100.0, 60)
+    status, items, _ = store.claim_numbers("q", "t", Candidates([[("a", 5)]]), ids(3), 100.0, 60)
     assert [(raw, origin) for _, raw, _, _, origin in items] == [
         (b"retry-due", "zset"), (b"new1", "list"), (b"new2", "list")]
     rec = store.inflight()["c0"]
@@ -312,10 +312,10 @@ def test_each_result_is_also_published_when_a_channel_is_set(store):
 def test_a_backup_tier_carries_calls_only_while_the_first_is_full(store):
     store.r.lpush("q", *[str(i) for i in range(5)])
     tiers = Candidates([[("p1", 1), ("p2", 1)], [("b1", 5)]], positions=[0, 0])
-    status, items = store.claim_numbers("q", "t", tiers, ids(5), 100.0, 60)
+    status, items, _ = store.claim_numbers("q", "t", tiers, ids(5), 100.0, 60)
     assert [(line, group) for _, _, line, group, _ in items] == [
         ("p1", 0), ("p2", 0), ("b1", 0), ("b1", 0), ("b1", 0)]           # the group's index, whatever the tier
     assert store.inflight()["c2"]["group"] == 0
     store.finish([("c0", "p1", {"number": "0"}, None)])                   # a first-tier line comes free...
-    assert store.reserve_line("r1", tiers, 101.0, 60) == ("p1", 0)        # ...and is preferred again
-    assert store.reserve_line("r2", tiers, 101.0, 60) == ("b1", 0)        # full again: the backup tier
+    assert store.reserve_line("r1", tiers, 101.0, 60)[1:3] == ("p1", 0)        # ...and is preferred again
+    assert store.reserve_line("r2", tiers, 101.0, 60)[1:3] == ("b1", 0)        # full again: the backup tier

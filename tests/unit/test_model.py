@@ -318,8 +318,20 @@ def test_groups_ours_and_mod_cti(doc, tiers, enable):
     ({"line": [["a"], ["a"]]}, "listed twice"),
     ({"line": [["a"], []]}, "line[1]"),
     ({"line": ["a"], "enable": "yes"}, "enable"),
-    ({"line": ["a"], "rest": 1000}, "rest is not supported yet"),
-    ({"line": ["a"], "redialer_rule": {"hangup_cause": [19]}}, "redialer_rule is not supported yet"),
+    ({"line": ["a"], "rest": -1}, "rest must be a number 0..86400000"),
+    ({"line": ["a"], "rest": "soon"}, "rest must be a number"),
+    ({"line": ["a"], "rest": True}, "rest must be a number"),
+    ({"line": ["a"], "redialer_rule": 5}, "redialer_rule must be a rule object or a list"),
+    ({"line": ["a"], "redialer_rule": [5]}, "redialer_rule[0] must be an object"),
+    ({"line": ["a"], "redialer_rule": {}}, "redialer_rule is empty"),
+    ({"line": ["a"], "redialer_rule": {"hangup_code": [486]}}, "unknown fields hangup_code"),
+    ({"line": ["a"], "redialer_rule": {"hangup_sipcode": [86]}}, "86 is not a number 100..699"),
+    ({"line": ["a"], "redialer_rule": {"hangup_cause": ["busy"]}}, "'busy' is not a number"),
+    ({"line": ["a"], "redialer_rule": {"duration": -3}}, "duration must be seconds"),
+    ({"line": ["a"], "no_redialer_rule": {"bill": "x"}}, "no_redialer_rule.bill must be seconds"),
+    ({"line": ["a"], "redialer_count": -1}, "redialer_count must be an integer 0..100"),
+    ({"line": ["a"], "redialer_count": 2}, "redialer_count 2 needs redialer_rule"),
+    ({"line": ["a"], "colour": "red"}, "unknown fields colour"),
 ])
 def test_group_errors(doc, reason):
     with pytest.raises(model.ModelError) as info:

@@ -45,7 +45,7 @@ def test_after_claim(status, wait):
 
 def test_after_claim_knows_every_status_the_claim_script_returns():
     from cti_dialer import scripts
-    assert set(pacing._AFTER_CLAIM) == {scripts.OK, scripts.NO_LINE, scripts.EMPTY}
+    assert set(pacing._AFTER_CLAIM) == {scripts.OK, scripts.NO_LINE, scripts.EMPTY, scripts.PACED}
 
 
 STATUS = """UP 0 years, 0 days, 0 hours, 0 minutes, 25 seconds, 118 milliseconds, 420 microseconds
