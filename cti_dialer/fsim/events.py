@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 Headers = List[Tuple[str, str]]
 
+# switch_call_cause_t of switch_types.h: the cause names and their numbers.
 Q850 = {
     "UNALLOCATED_NUMBER": 1, "NO_ROUTE_TRANSIT_NET": 2, "NO_ROUTE_DESTINATION": 3,
     "NORMAL_CLEARING": 16, "USER_BUSY": 17, "NO_USER_RESPONSE": 18, "NO_ANSWER": 19,
@@ -25,6 +26,7 @@ Q850 = {
     "DESTINATION_OUT_OF_ORDER": 27, "INVALID_NUMBER_FORMAT": 28, "FACILITY_REJECTED": 29,
     "NORMAL_UNSPECIFIED": 31, "NORMAL_CIRCUIT_CONGESTION": 34, "NETWORK_OUT_OF_ORDER": 38,
     "NORMAL_TEMPORARY_FAILURE": 41, "SWITCH_CONGESTION": 42, "REQUESTED_CHAN_UNAVAIL": 44,
+    "OUTGOING_CALL_BARRED": 52, "INCOMING_CALL_BARRED": 54,
     "BEARERCAPABILITY_NOTAVAIL": 58, "SERVICE_UNAVAILABLE": 63, "INCOMPATIBLE_DESTINATION": 88,
     "RECOVERY_ON_TIMER_EXPIRE": 102, "PROTOCOL_ERROR": 111, "INTERWORKING": 127,
     "ORIGINATOR_CANCEL": 487, "MANAGER_REQUEST": 503, "ALLOTTED_TIMEOUT": 602,
@@ -32,6 +34,25 @@ Q850 = {
 }
 # Causes the switch sets itself keep the channel's last Q.850 code (captured: 16).
 _Q850_KEPT = {"SYSTEM_SHUTDOWN": 16}
+
+# The final SIP response that goes with a cause when the far end refuses an
+# INVITE: mod_sofia's hangup_cause_to_sip (RFC 4497 / RFC 3398), except
+# RECOVERY_ON_TIMER_EXPIRE, which an outbound leg gets from sofia-sip's own
+# 408 when the far end never answers the INVITE (sofia_glue_sip_cause_to_freeswitch).
+# A cause with no entry reports no sip_term_status: mod_sofia's fallback of
+# 480 is what it sends, not what a far end is known to have sent.
+SIP_STATUS = {
+    "UNALLOCATED_NUMBER": 404, "NO_ROUTE_TRANSIT_NET": 404, "NO_ROUTE_DESTINATION": 404,
+    "USER_BUSY": 486, "NO_USER_RESPONSE": 408, "NO_ANSWER": 480, "SUBSCRIBER_ABSENT": 480,
+    "CALL_REJECTED": 603, "NUMBER_CHANGED": 410, "DESTINATION_OUT_OF_ORDER": 502,
+    "INVALID_NUMBER_FORMAT": 484, "FACILITY_REJECTED": 501, "NORMAL_UNSPECIFIED": 480,
+    "REQUESTED_CHAN_UNAVAIL": 503, "NORMAL_CIRCUIT_CONGESTION": 503, "NETWORK_OUT_OF_ORDER": 503,
+    "NORMAL_TEMPORARY_FAILURE": 503, "SWITCH_CONGESTION": 503, "OUTGOING_CALL_BARRED": 403,
+    "INCOMING_CALL_BARRED": 403, "BEARERCAPABILITY_NOTAVAIL": 503, "INCOMPATIBLE_DESTINATION": 488,
+    "RECOVERY_ON_TIMER_EXPIRE": 408, "ORIGINATOR_CANCEL": 487,
+}
+# The far end's BYE of an answered call: sofia records the 200 it answers with.
+BYE_STATUS = 200
 
 # (file, function, line) FreeSWITCH 1.11 reports as the origin of each event.
 _CALLING = {
@@ -81,7 +102,10 @@ def caller_id(rec: "OriginateRecord") -> Tuple[str, str]:
 
 
 def q850(cause: str) -> str:
-    return str(_Q850_KEPT.get(cause) or Q850.get(cause, 31))
+    # switch_channel_cause_q850(): a cause above 127 (FreeSWITCH's own, such
+    # as ORIGINATOR_CANCEL 487 or GATEWAY_DOWN 609) is reported as 16.
+    number = _Q850_KEPT.get(cause) or Q850.get(cause, 31)
+    return str(number if number <= 127 else 16)
 
 
 class EventRenderer:
@@ -255,6 +279,13 @@ def _variables(ch: "Channel", name: str, transferred: bool) -> List[Tuple[str, s
                 ("pre_transfer_caller_id_number", caller_id(rec)[1]), ("channel_cid_flipped", "yes"),
                 ("call_uuid", ch.uuid)]
     if name in ("CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE"):
+        # mod_sofia sets these only when the far end ended the call (its
+        # refusal or BYE), just before it hangs the channel up; a hangup the
+        # switch starts itself (timeout, uuid_kill) leaves them unset.
+        if ch.sip_status is not None and ch.name.startswith("sofia/"):
+            out.append(("sip_term_status", str(ch.sip_status)))
+            if ch.cause in Q850:
+                out.append(("sip_term_cause", str(Q850[ch.cause])))
         out += [("hangup_cause", ch.cause), ("hangup_cause_q850", q850(ch.cause))]
     if name == "CHANNEL_HANGUP_COMPLETE":
         out += _cdr_variables(ch, transferred)

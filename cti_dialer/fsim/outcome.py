@@ -12,6 +12,8 @@ _FIXED_CAUSES = {
     "stalled": "NO_ANSWER",
 }
 KINDS = tuple(_FIXED_CAUSES) + ("hangup", "fail")
+# Kinds whose call ends with the far end's answer to the INVITE, so with a SIP code.
+_REFUSED = ("busy", "no_answer", "reject", "hangup", "fail")
 
 
 def _check_cause(cause: Any) -> str:
@@ -22,6 +24,14 @@ def _check_cause(cause: Any) -> str:
     if any(c.isspace() or ord(c) < 0x20 for c in cause):
         raise ValueError("cause must not contain whitespace: %r" % (cause,))
     return cause
+
+
+def _check_sip_code(value: Any) -> Optional[int]:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 100 <= value <= 699:
+        raise ValueError("sip_code must be an integer from 100 to 699, got %r" % (value,))
+    return value
 
 
 def _check_ms(name: str, value: Any, allow_none: bool = False) -> Optional[int]:
@@ -44,6 +54,21 @@ class Outcome:
     Kind ``stalled``: the first leg comes up and then nothing happens until
     the originate timeout, which ends it with NO_ANSWER (what the switch does
     when it throttles the second leg of a two-leg endpoint).
+
+    ``sip_code`` (100..699, kinds busy, no_answer, reject, hangup and fail
+    with a channel) is the far end's final response to the INVITE, reported
+    as ``variable_sip_term_status`` in CHANNEL_HANGUP and
+    CHANNEL_HANGUP_COMPLETE of a ``sofia/`` channel (never a loopback one),
+    next to ``variable_sip_term_cause`` (the cause's number). None takes the
+    usual code of the cause: USER_BUSY 486, NO_ANSWER 480, NO_USER_RESPONSE
+    408, CALL_REJECTED 603, UNALLOCATED_NUMBER 404, NORMAL_TEMPORARY_FAILURE
+    503 and so on (``events.SIP_STATUS``); a cause without one reports none.
+    An answered call the far end hangs up reports 200. A call the switch
+    ends itself (originate timeout, uuid_kill, hupall, shutdown) reports
+    none, as FreeSWITCH does. ``ring_ms`` 0 fails the call as soon as its
+    channel exists; more rings first, and the CDR's duration counts it.
+    In a JSON script: ``{"kind": "fail", "cause": "NORMAL_TEMPORARY_FAILURE",
+    "channel": true, "ring_ms": 0, "sip_code": 503}``.
     """
 
     kind: str = "answer"
@@ -52,6 +77,7 @@ class Outcome:
     hold_ms: Optional[int] = 0
     channel: bool = True
     cleared_at_answer: bool = False
+    sip_code: Optional[int] = None
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -63,6 +89,13 @@ class Outcome:
             raise ValueError("an answered call needs a channel")
         if self.cleared_at_answer and self.kind != "answer":
             raise ValueError("only an answered call can be cleared at the answer")
+        _check_sip_code(self.sip_code)
+        if self.sip_code is not None:
+            if self.kind not in _REFUSED:
+                raise ValueError("only a refused call has a sip_code (kind %r)" % (self.kind,))
+            # A failure before the channel exists sends no INVITE, so nothing answers it.
+            if not self.channel:
+                raise ValueError("a sip_code needs a channel (channel=True)")
 
     # --- factories ---------------------------------------------------------
 
@@ -81,24 +114,26 @@ class Outcome:
         return cls("stalled", "NO_ANSWER", 0, 0, True)
 
     @classmethod
-    def busy(cls, ring_ms: int = 0) -> "Outcome":
-        return cls("busy", "USER_BUSY", _check_ms("ring_ms", ring_ms), 0, True)
+    def busy(cls, ring_ms: int = 0, sip_code: Optional[int] = None) -> "Outcome":
+        return cls("busy", "USER_BUSY", _check_ms("ring_ms", ring_ms), 0, True, sip_code=sip_code)
 
     @classmethod
-    def no_answer(cls, ring_ms: int = 0) -> "Outcome":
-        return cls("no_answer", "NO_ANSWER", _check_ms("ring_ms", ring_ms), 0, True)
+    def no_answer(cls, ring_ms: int = 0, sip_code: Optional[int] = None) -> "Outcome":
+        return cls("no_answer", "NO_ANSWER", _check_ms("ring_ms", ring_ms), 0, True, sip_code=sip_code)
 
     @classmethod
-    def reject(cls, ring_ms: int = 0) -> "Outcome":
-        return cls("reject", "CALL_REJECTED", _check_ms("ring_ms", ring_ms), 0, True)
+    def reject(cls, ring_ms: int = 0, sip_code: Optional[int] = None) -> "Outcome":
+        return cls("reject", "CALL_REJECTED", _check_ms("ring_ms", ring_ms), 0, True, sip_code=sip_code)
 
     @classmethod
-    def hangup(cls, cause: str, ring_ms: int = 0) -> "Outcome":
-        return cls("hangup", _check_cause(cause), _check_ms("ring_ms", ring_ms), 0, True)
+    def hangup(cls, cause: str, ring_ms: int = 0, sip_code: Optional[int] = None) -> "Outcome":
+        return cls("hangup", _check_cause(cause), _check_ms("ring_ms", ring_ms), 0, True, sip_code=sip_code)
 
     @classmethod
-    def fail(cls, cause: str, channel: bool = False, ring_ms: int = 0) -> "Outcome":
-        return cls("fail", _check_cause(cause), _check_ms("ring_ms", ring_ms), 0, bool(channel))
+    def fail(cls, cause: str, channel: bool = False, ring_ms: int = 0,
+             sip_code: Optional[int] = None) -> "Outcome":
+        return cls("fail", _check_cause(cause), _check_ms("ring_ms", ring_ms), 0, bool(channel),
+                   sip_code=sip_code)
 
     # --- JSON form (CLI scripts) -------------------------------------------
 
@@ -106,12 +141,15 @@ class Outcome:
     def from_dict(cls, d: Dict[str, Any]) -> "Outcome":
         if not isinstance(d, dict):
             raise ValueError("an outcome must be a JSON object, got %r" % (d,))
-        known = {"kind", "cause", "ring_ms", "hold_ms", "channel", "cleared_at_answer"}
+        known = {"kind", "cause", "ring_ms", "hold_ms", "channel", "cleared_at_answer", "sip_code"}
         extra = set(d) - known
         if extra:
             raise ValueError("unknown outcome field(s): %s" % ", ".join(sorted(extra)))
         kind = d.get("kind", "answer")
         ring_ms = d.get("ring_ms", 0)
+        sip_code = d.get("sip_code")
+        if sip_code is not None and kind not in _REFUSED:
+            raise ValueError("only a refused call has a sip_code (kind %r)" % (kind,))
         cleared = d.get("cleared_at_answer", False)
         if not isinstance(cleared, bool):
             raise ValueError("cleared_at_answer must be true or false, got %r" % (cleared,))
@@ -124,12 +162,12 @@ class Outcome:
         if kind == "stalled":
             return cls.stalled()
         if kind in ("busy", "no_answer", "reject"):
-            return getattr(cls, kind)(ring_ms=ring_ms)
+            return getattr(cls, kind)(ring_ms=ring_ms, sip_code=sip_code)
         if kind == "hangup":
-            return cls.hangup(d.get("cause"), ring_ms=ring_ms)
+            return cls.hangup(d.get("cause"), ring_ms=ring_ms, sip_code=sip_code)
         if kind == "fail":
             channel = d.get("channel", False)
             if not isinstance(channel, bool):
                 raise ValueError("channel must be true or false, got %r" % (channel,))
-            return cls.fail(d.get("cause"), channel=channel, ring_ms=ring_ms)
+            return cls.fail(d.get("cause"), channel=channel, ring_ms=ring_ms, sip_code=sip_code)
         raise ValueError("unknown outcome kind %r (expected one of %s)" % (kind, ", ".join(KINDS)))

@@ -35,7 +35,7 @@ from typing import Callable, Deque, Dict, FrozenSet, List, Optional, Set
 import gevent.event
 
 from .clock import SwitchClock
-from .events import LOOPBACK_FAMILY, Q850, EventRenderer, billsec
+from .events import BYE_STATUS, LOOPBACK_FAMILY, Q850, SIP_STATUS, EventRenderer, billsec
 from .originate import OriginateArgs, OriginateError, parse_originate
 from .outcome import Outcome
 
@@ -114,7 +114,7 @@ class Dial:
 class Channel:
     __slots__ = ("uuid", "rec", "outcome", "dial", "timer", "name", "leg", "peer", "peer_uuid", "family",
                  "session_id", "created", "answered_at", "transferred_at", "ended_at", "cause",
-                 "transfer_id")
+                 "transfer_id", "sip_status")
 
     def __init__(self, uuid, rec, outcome, dial, name, leg, family, session_id, created):
         self.uuid = uuid
@@ -134,6 +134,7 @@ class Channel:
         self.ended_at = None
         self.cause = ""
         self.transfer_id = None
+        self.sip_status = None       # the far end's final SIP response, when the far end ended the call
 
 
 def switch_true(value: str) -> bool:
@@ -445,7 +446,8 @@ class Switch:
             return
         outcome = a.outcome
         if outcome.kind != "answer":
-            self.hangup(a, outcome.cause)
+            status = outcome.sip_code if outcome.sip_code is not None else SIP_STATUS.get(outcome.cause)
+            self.hangup(a, outcome.cause, sip_status=status)
             return
         now = self.clock.now_us()
         legs = [a] + ([a.peer] if a.peer is not None else [])
@@ -457,21 +459,28 @@ class Switch:
         for ch in legs:
             self._emit("CHANNEL_ANSWER", self._render.channel_event, ch)
         if outcome.cleared_at_answer:
-            self.hangup(a, "NORMAL_CLEARING")
+            self._far_end_bye(a)
             return
         dial, a.dial = a.dial, None
         self.finish_job(dial.job, "+OK %s\n" % a.uuid)
         if not a.rec.extension.startswith("&"):
             a.transferred_at = self.clock.now_us()
         if outcome.hold_ms is not None and self.channels.get(a.uuid) is a:
-            a.timer = self._schedule(outcome.hold_ms, self.hangup, a, "NORMAL_CLEARING")
+            a.timer = self._schedule(outcome.hold_ms, self._far_end_bye, a)
+
+    def _far_end_bye(self, a: Channel):
+        self.hangup(a, "NORMAL_CLEARING", sip_status=BYE_STATUS)
 
     def _timed_out(self, a: Channel):
         a.timer = None
         self.hangup(a, "NO_ANSWER", timed_out=True)
 
-    def hangup(self, ch: Channel, cause: str, timed_out: bool = False):
-        """End the call ``ch`` belongs to, both legs; the B leg goes first."""
+    def hangup(self, ch: Channel, cause: str, timed_out: bool = False, sip_status: Optional[int] = None):
+        """End the call ``ch`` belongs to, both legs; the B leg goes first.
+
+        ``sip_status`` is the final response of a far end that ended the call;
+        None when the switch ends it itself.
+        """
         if ch.leg == "b" and ch.peer is not None:
             ch = ch.peer
         if self.channels.get(ch.uuid) is not ch:
@@ -484,6 +493,7 @@ class Switch:
         for leg in legs:
             leg.ended_at = now
             leg.cause = cause
+            leg.sip_status = sip_status
         rec = ch.rec
         with self.lock:
             for leg in legs:

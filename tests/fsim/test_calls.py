@@ -190,7 +190,7 @@ def test_uuid_exists_and_uuid_kill_of_a_ringing_call(sim, client):
     assert client.api("uuid_kill ring-1 ORIGINATOR_CANCEL") == "+OK\n"
     assert client.wait_job(job).event_body == "-ERR ORIGINATOR_CANCEL\n"
     hangup = client.wait_event("CHANNEL_HANGUP_COMPLETE").event
-    assert hangup["Hangup-Cause"] == "ORIGINATOR_CANCEL" and hangup["variable_hangup_cause_q850"] == "487"
+    assert hangup["Hangup-Cause"] == "ORIGINATOR_CANCEL" and hangup["variable_hangup_cause_q850"] == "16"
     assert client.api("uuid_exists ring-1") == "false"
     assert client.api("uuid_kill ring-1") == "-ERR No such channel!\n"
     assert client.api("uuid_kill") == "-USAGE: <uuid> [cause]\n"
