@@ -14,7 +14,7 @@ from typing import Dict, Iterable, Tuple
 
 import orjson
 
-from . import keys as keymod, messages, model
+from . import keys as keymod, messages, model, store
 from .model import as_text
 
 
@@ -300,7 +300,12 @@ class Admin:
         lines = {}
         for name in self.r.hkeys(self.keys.lines):
             lines[as_text(name)] = self.r.zcount(self.keys.line_lease(as_text(name)), time.time(), "+inf")
-        return {"hosts": out, "lines_in_use": lines}
+        # Fault detection's view, shared by every host: lines out of service
+        # (until when the next probe may go) and counts of consecutive failures.
+        health = store.parse_line_state(self.r.hgetall(self.keys.line_state))
+        faults = {line: {"out_of_service_until": h.get("out"), "consecutive_failures": int(h.get("failures", 0))}
+                  for line, h in health.items() if "out" in h or h.get("failures")}
+        return {"hosts": out, "lines_in_use": lines, "line_faults": faults}
 
     def results(self, count=20, task=None, cause=None, after=None):
         """Newest results first (or those after stream id ``after``), filtered."""

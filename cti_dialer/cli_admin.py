@@ -359,6 +359,11 @@ def _print_status(data):
                 t.get("dialed"), t.get("answered"), t.get("failed"), t.get("reason") or ""))
     if data["lines_in_use"]:
         click.echo("lines in use: " + ", ".join("%s=%d" % kv for kv in sorted(data["lines_in_use"].items())))
+    for line, fault in sorted(data.get("line_faults", {}).items()):
+        until = fault["out_of_service_until"]
+        click.echo("line %s: %s, %d consecutive failed call(s)" % (
+            line, "OUT OF SERVICE, next probe %s" % time.strftime("%H:%M:%S", time.localtime(until))
+            if until is not None else "in service", fault["consecutive_failures"]))
 
 
 def _print_result(rec, as_json):
