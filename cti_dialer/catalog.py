@@ -9,7 +9,7 @@ reads Redis only through the store; it never dials and never waits.
 import datetime
 import logging
 import time
-from typing import Callable, Dict, NamedTuple, Optional, Tuple, Union
+from typing import Callable, Dict, List, NamedTuple, Optional, Tuple, Union
 
 import gevent.event
 
@@ -264,6 +264,7 @@ class Catalog:
         for position, gname in enumerate(source.line_groups[start_group:]):
             group = self.groups.get(gname)
             tiers = group.tiers if group is not None and group.enable else ((),)
+            missing = []
             for tier in tiers:
                 lines = []
                 for lname in tier:
@@ -271,10 +272,23 @@ class Catalog:
                     if line is not None and line.enable and line.limit > 0:
                         lines.append((lname, line.limit))
                         line_gates[lname] = (line.rest, line.fault_try_interval if line.fault_threshold else 0.0)
+                    elif line is None and lname not in self._line_errors:
+                        missing.append(lname)
                 entries.append(lines)
                 positions.append(position)
                 entry_gates.append((gname, group.rest if group is not None else 0.0))
+            if missing or ("group", _raw_name(gname)) in self._reported:
+                self._missing_lines(gname, missing)
         return Candidates(entries, positions, entry_gates, line_gates)
+
+    def _missing_lines(self, group: str, missing: List[str]):
+        """A group naming lines that do not exist: reported once (a typo, or a line deleted before its groups)."""
+        if not missing:
+            self._reported.pop(("group", _raw_name(group)), None)
+            return
+        self.report("group", group, self.keys.groups, "",
+                    "line group %r: line(s) %s not in %s (skipped until they exist)"
+                    % (group, ", ".join(repr(n) for n in missing), self.keys.lines))
 
     def schedule_config_problem(self, name: str) -> str:
         """Why a schedule member naming ``name`` cannot be dialed ("" when it can)."""

@@ -227,3 +227,22 @@ def test_tiers_and_disabled_groups_keep_their_group_positions(world):
     assert candidates.groups == [[], [("p1", 2), ("p2", 2)], [("b1", 2)]]
     assert candidates.positions == [0, 1, 1]
     assert world.catalog.candidates(world.catalog.tasks["t1"], 1).positions == [0, 0]
+
+
+def test_a_group_naming_a_line_that_does_not_exist_is_reported_once(world):
+    world.line("p1", 2)
+    world.r.hset(world.keys.groups, "tiered", json.dumps({"line": [["p1"], ["typo"]]}))
+    world.task("t1", groups=("tiered",))
+    world.catalog.reload_all(NOW)
+    task = world.catalog.tasks["t1"]
+    for _ in range(3):
+        assert world.catalog.candidates(task).groups == [[("p1", 2)], []]
+    reports = [rec for rec in world.rejected() if rec["kind"] == "group"]
+    assert len(reports) == 1 and "line(s) 'typo' not in" in reports[0]["reason"]
+    world.line("typo", 1)
+    world.catalog.reload_all(NOW)
+    assert world.catalog.candidates(task).groups == [[("p1", 2)], [("typo", 1)]]
+    world.r.hdel(world.keys.lines, "typo")
+    world.catalog.reload_all(NOW)
+    world.catalog.candidates(task)
+    assert len([rec for rec in world.rejected() if rec["kind"] == "group"]) == 2     # gone again: told again
