@@ -12,21 +12,12 @@ from cti_dialer.fsim import Outcome
 from cti_dialer.fsim.events import Q850, SIP_STATUS, q850
 
 from tests.conftest import wait_for as wait_until  # noqa: E402
-from tests.fsim.esl_client import EslTestClient
+from tests.fsim.test_calls import client  # noqa: F401  (the fixture: a client subscribed to ALL)
 
 pytestmark = pytest.mark.fsim
 
 HANGUPS = ("CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE")
 SIP_VARIABLES = ("variable_sip_term_status", "variable_sip_term_cause")
-
-
-@pytest.fixture
-def client(sim):
-    c = EslTestClient("127.0.0.1", sim.port)
-    assert c.auth().reply_text == "+OK accepted"
-    c.subscribe("ALL")
-    yield c
-    c.close()
 
 
 def originate(client, dial="sofia/gateway/gw1/13800138000", uuid="h-1", extra=""):
