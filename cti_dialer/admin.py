@@ -14,7 +14,7 @@ from typing import Dict, Iterable, Tuple
 
 import orjson
 
-from . import keys as keymod, messages, model, store
+from . import keys as keymod, messages, model
 from .model import as_text
 
 
@@ -166,6 +166,90 @@ class Admin:
         doc.setdefault("params", {})["enable"] = bool(enable)
         return self.entry_set("line", name, doc)
 
+    # --- patches, stop -------------------------------------------------------------------
+
+    def task_patch(self, name, patch, host=None):
+        """Apply a JSON merge patch (RFC 7386: null removes a key) to one scope's entry, then task_set."""
+        raw = self.r.hget(self.keys.tasks_for(host), name)
+        if raw is None and host is None:
+            raise AdminError("no task %r in %s" % (name, self.keys.tasks_for(None)))
+        doc = {} if raw is None else _json(as_text(raw))
+        return self.task_set(name, merge_patch(doc, patch), host)
+
+    def entry_patch(self, kind, name, patch):
+        doc = self.entry_show(kind, name)
+        if not isinstance(doc, dict):
+            raise AdminError("%s %r is not valid JSON; replace it whole" % (kind, name))
+        return self.entry_set(kind, name, merge_patch(doc, patch))
+
+    def task_scopes(self, name):
+        """The scopes holding an entry of task ``name``: None (the template) first, then host names."""
+        hosts = {as_text(h) for h in self.r.smembers(self.keys.hosts)} | {self.config.dialer_host}
+        scopes = [None] if self.r.hexists(self.keys.tasks_for(None), name) else []
+        scopes += [h for h in sorted(hosts) if self.r.hexists(self.keys.tasks_for(h), name)]
+        if not scopes:
+            raise AdminError("no task %r" % name)
+        return scopes
+
+    def task_switch(self, name, enable, host=None):
+        """Pause or resume: one host's entry, or (host None) the template and every host entry of the task.
+
+        A host entry's ``enable`` overrides the template's, so switching the
+        template alone would leave such a host dialing (or paused).
+        """
+        scopes = [host] if host else self.task_scopes(name)
+        replies = [self.task_enable(name, enable, scope) for scope in scopes]
+        if enable and not host:
+            self.r.hdel(self.keys.stopped_tasks, name)
+        return replies
+
+    # Queued numbers and pending redials of a stopped task go aside in one
+    # step, so a daemon claiming meanwhile takes each number either before
+    # (and dials it) or never. RENAME when nothing is aside yet keeps a big
+    # queue O(1); otherwise the oldest go first so the aside list stays in
+    # dialing order.
+    _MOVE_ASIDE = """
+local moved = 0
+if KEYS[1] == KEYS[2] then
+  moved = 0
+elseif redis.call('EXISTS', KEYS[2]) == 0 then
+  moved = redis.call('LLEN', KEYS[1])
+  if moved > 0 then redis.call('RENAME', KEYS[1], KEYS[2]) end
+else
+  while redis.call('RPOPLPUSH', KEYS[1], KEYS[2]) do moved = moved + 1 end
+end
+local redials = redis.call('ZCARD', KEYS[3])
+if redials > 0 then
+  redis.call('ZUNIONSTORE', KEYS[4], 2, KEYS[4], KEYS[3], 'AGGREGATE', 'MAX')
+  redis.call('DEL', KEYS[3])
+end
+return {moved, redials}
+"""
+
+    def task_stop(self, name):
+        """Pause the task everywhere, then move its queued numbers and pending redials aside.
+
+        Returns (numbers moved, redials moved). Calls already claimed finish;
+        a later resume does not dial what was moved (it stays in
+        keys.stopped / keys.stopped_redials for the operator).
+        """
+        scopes = self.task_scopes(name)
+        hosts = [s for s in scopes if s] or [self.config.dialer_host]
+        queues = set()
+        for host in hosts:
+            info = self.task_show(name, host)
+            if "effective" in info:
+                queues.add(info["effective"]["number_queue"])
+        self.task_switch(name, False)
+        moved = redials = 0
+        # A task no host can read has no queue; its redials still go aside.
+        for queue in sorted(queues) or [self.keys.stopped(name)]:
+            m, rd = self.r.eval(self._MOVE_ASIDE, 4, queue, self.keys.stopped(name), self.keys.retries(name),
+                                self.keys.stopped_redials(name))
+            moved, redials = moved + m, redials + rd
+        self.r.hset(self.keys.stopped_tasks, name, repr(time.time()))
+        return moved, redials
+
     # --- queues ------------------------------------------------------------------------
 
     def _queue_of(self, task=None, queue=None):
@@ -211,6 +295,68 @@ class Admin:
             # LPUSH one at a time in file order: the first given is dialed first.
             self.r.lpush(queue, *entries)
         return queue, len(entries)
+
+    # Pushes a batch and keeps the response to replay, in one atomic step: a
+    # crash or a lost reply can leave either both or neither, never numbers
+    # without the record that stops a retry from adding them again.
+    _PUSH_ONCE = """
+local prev = redis.call('GET', KEYS[2])
+if prev then return {0, prev} end
+for i = 3, #ARGV, 1000 do
+  redis.call('LPUSH', KEYS[1], unpack(ARGV, i, math.min(i + 999, #ARGV)))
+end
+redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
+return {1, ARGV[1]}
+"""
+
+    def queue_push_once(self, entries, idempotence_key, record, ttl=86400, task=None, queue=None):
+        """queue_push at most once per ``idempotence_key`` (shared by every process on this Redis).
+
+        ``record(queue, count)`` gives the text stored with the key (the
+        response to give again). Returns (pushed now, the stored text):
+        when the key was used before nothing is pushed and the first
+        request's text comes back.
+        """
+        queue = self._queue_of(task, queue)
+        entries = list(entries)
+        pushed, text = self.r.eval(self._PUSH_ONCE, 2, queue, self.keys.idempotence(idempotence_key),
+                                   record(queue, len(entries)), int(ttl), *entries)
+        return bool(pushed), as_text(text)
+
+    def queue_remove(self, task=None, queue=None, numbers=(), entry_ids=()):
+        """Take out queued entries whose number is in ``numbers`` or whose params.id is in ``entry_ids``.
+
+        Returns (queue, removed). Each is removed by its exact value, so an
+        entry a daemon claimed meanwhile is simply not found.
+        """
+        queue = self._queue_of(task, queue)
+        numbers, ids = {str(n) for n in numbers}, {str(i) for i in entry_ids}
+        removed = 0
+        for raw in set(self.r.lrange(queue, 0, -1)):
+            try:
+                entry = model.parse_number(raw)
+            except model.ModelError:
+                continue
+            if entry.number in numbers or (entry.id is not None and entry.id in ids):
+                removed += self.r.lrem(queue, 0, raw)
+        return queue, removed
+
+    def cancel(self, task, entry_id):
+        """Cancel a pending call or redial of ``task`` by entry id (params.id, or a redial's own id).
+
+        Returns (queued entries removed, redials removed).
+        """
+        _, queued = self.queue_remove(task, entry_ids=[entry_id])
+        key, redials = self.keys.retries(task), 0
+        for member in self.r.zrange(key, 0, -1):
+            try:
+                doc = orjson.loads(member)
+                entry = model.parse_number(doc["raw"])
+            except (orjson.JSONDecodeError, KeyError, TypeError, model.ModelError):
+                continue
+            if doc.get("id") == entry_id or entry.id == entry_id:
+                redials += self.r.zrem(key, member)
+        return queued, redials
 
     def queue_import(self, fh, task=None, queue=None, chunk=1000, progress=None):
         """CSV with a ``number`` column (optional ``id``), other columns become variables.
@@ -286,6 +432,39 @@ class Admin:
                 self.r.zrangebyscore(self.keys.schedule_numbers, "-inf", upper, start=0, num=count,
                                      withscores=True)]
 
+    def schedule_cancel(self, entry_id):
+        """Remove scheduled members (and their redials) whose params.id is ``entry_id``; returns how many."""
+        removed = 0
+        for member, _ in self.r.zscan_iter(self.keys.schedule_numbers, count=1000):
+            try:
+                entry = model.parse_scheduled(member)
+            except model.ModelError:
+                continue
+            if entry.entry.id == entry_id:
+                removed += self.r.zrem(self.keys.schedule_numbers, member)
+        return removed
+
+    # --- do-not-call ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _dnc_numbers(numbers):
+        numbers = [str(n) for n in numbers]
+        for n in numbers:
+            try:
+                model.parse_number(n)
+            except model.ModelError as exc:
+                raise AdminError(str(exc)) from None
+        return numbers
+
+    def dnc_add(self, numbers) -> int:
+        """Add numbers to the do-not-call set (read by daemons at every dial; no notification needed)."""
+        numbers = self._dnc_numbers(numbers)
+        return self.r.sadd(self.keys.dnc, *numbers) if numbers else 0
+
+    def dnc_remove(self, numbers) -> int:
+        numbers = self._dnc_numbers(numbers)
+        return self.r.srem(self.keys.dnc, *numbers) if numbers else 0
+
     # --- status and results -------------------------------------------------------------------
 
     def status(self) -> Dict[str, dict]:
@@ -302,7 +481,7 @@ class Admin:
             lines[as_text(name)] = self.r.zcount(self.keys.line_lease(as_text(name)), time.time(), "+inf")
         # Fault detection's view, shared by every host: lines out of service
         # (until when the next probe may go) and counts of consecutive failures.
-        health = store.parse_line_state(self.r.hgetall(self.keys.line_state))
+        health = messages.parse_line_state(self.r.hgetall(self.keys.line_state))
         faults = {line: {"out_of_service_until": h.get("out"), "consecutive_failures": int(h.get("failures", 0))}
                   for line, h in health.items() if "out" in h or h.get("failures")}
         return {"hosts": out, "lines_in_use": lines, "line_faults": faults}
@@ -375,6 +554,19 @@ class Admin:
             for key, field, table in cleanup:
                 self.r.hdel(key, field)
                 self.notify(table, field)
+
+
+def merge_patch(doc, patch):
+    """RFC 7386 JSON merge patch: objects merge key by key, null removes, anything else replaces."""
+    if not isinstance(patch, dict):
+        return patch
+    out = dict(doc) if isinstance(doc, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merge_patch(out.get(key), value)
+    return out
 
 
 def _host_status(fields):

@@ -56,7 +56,7 @@ def check_config(config_path):
     config = load_config(config_path)
     for setting in settings.SETTINGS:
         value = config.get(setting.section, setting.key)
-        if setting.key in ("password", "sentinel_password"):
+        if setting.key in ("password", "sentinel_password", "tokens"):
             value = "***"
         click.echo("[%s] %s = %s" % (setting.section, setting.key, value))
 
@@ -83,6 +83,19 @@ def demo(numbers, keep):
     """
     from .demo import run_demo
     sys.exit(run_demo(numbers=numbers, keep=keep))
+
+
+@main.command("api")
+@config_option
+def api(config_path):
+    """Serve the HTTP API ([api] listen) in the foreground until SIGTERM or SIGINT."""
+    # Patched before redis, werkzeug or anything socket-related is imported.
+    from gevent import monkey
+    monkey.patch_all()
+    config = load_config(config_path)
+    setup_logging(config.log_level, config.log_format)
+    from .api.server import serve
+    sys.exit(serve(config))
 
 
 @main.command("fsim")

@@ -147,3 +147,25 @@ class Keys:
     def task_status(self):
         """Hash: task name -> JSON status of that task on this host."""
         return "cti_dialer_task_status@%s" % self.host
+
+    # --- written by the HTTP API (through the admin layer) -------------------
+    def idempotence(self, key):
+        """String with TTL: the first response to a request carrying ``Idempotence-Key: key``.
+
+        Shared by every API process on this Redis (one domain, as the seed's
+        key covers a whole account), kept 24 hours from first use.
+        """
+        return "cti_dialer_idempotence@%s:%s" % (self.domain, key)
+
+    def stopped(self, task):
+        """List: the queued numbers a ``stop`` moved aside (same order as a queue: oldest at the right)."""
+        return "cti_dialer_stopped@%s:%s" % (self.domain, task)
+
+    def stopped_redials(self, task):
+        """Sorted set: the pending redials a ``stop`` moved aside (score = the due time they had)."""
+        return "cti_dialer_stopped_retry@%s:%s" % (self.domain, task)
+
+    @property
+    def stopped_tasks(self):
+        """Hash: task name -> unix time of its last ``stop`` (cleared by ``resume``)."""
+        return "cti_dialer_stopped_at@%s" % self.domain

@@ -208,3 +208,22 @@ def decode_task_status(raw: Union[bytes, str, None]) -> TaskStatus:
             raise BadMessage("task status: %s = %r is not %s" % (f.name, doc[f.name], f.type.__name__))
         out[f.name] = f.type(doc[f.name])
     return TaskStatus(**out)
+
+
+def parse_line_state(fields) -> Dict[str, Dict[str, float]]:
+    """The line-state hash (line_gates.LINES) by line: {line: {"out"|"failures"|"rest": value}}.
+
+    Group rests ('rest@<group>') are left out; a field this version does not
+    know is skipped rather than an error, since the hash is shared by every
+    daemon version on the domain.
+    """
+    out: Dict[str, Dict[str, float]] = {}
+    for field, value in fields.items():
+        kind, sep, line = as_text(field).partition(":")
+        if not sep or kind not in ("out", "failures", "rest"):
+            continue
+        try:
+            out.setdefault(line, {})[kind] = float(value)
+        except ValueError:
+            continue
+    return out

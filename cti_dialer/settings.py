@@ -105,6 +105,33 @@ def _listen(text):
     return text
 
 
+def _api_listen(text):
+    text = text.strip()
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError("must be host:port (port 0: any free port, logged at start)")
+    return text
+
+
+API_READ_ONLY_PREFIX = "ro:"
+
+
+def _api_tokens(text):
+    """Comma-separated bearer tokens; ``ro:`` before one makes it read-only. Gives ((token, read_only), ...)."""
+    out = []
+    for item in (x.strip() for x in text.split(",")):
+        if not item:
+            continue
+        read_only = item.startswith(API_READ_ONLY_PREFIX)
+        token = item[len(API_READ_ONLY_PREFIX):] if read_only else item
+        # The reason never quotes the token: check-config output and logs are not secret.
+        if len(token) < 16 or len(token) > 256 or not all(33 <= ord(c) < 127 and c != "," for c in token):
+            raise ValueError("each token must be 16..256 printable ASCII characters without spaces or commas "
+                             "(token #%d is not)" % (len(out) + 1))
+        out.append((token, read_only))
+    return tuple(out)
+
+
 def default_host():
     return socket.gethostname().split(".")[0] or "localhost"
 
@@ -211,6 +238,22 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("metrics", "listen", "", _listen,
             "host:port of the Prometheus endpoint (/metrics); empty turns it off.",
             example="127.0.0.1:9360"),
+    Setting("api", "listen", "127.0.0.1:6188", _api_listen,
+            "host:port the HTTP API (cti-dialer api) listens on."),
+    Setting("api", "tokens", "", _api_tokens,
+            "Bearer tokens the HTTP API accepts, comma separated, each 16..256 printable characters; "
+            "'ro:' before a token makes it read-only (GET only). Empty: every request but /healthz gets 401. "
+            "Lives only here, never in Redis, never logged."),
+    Setting("api", "max_body", "16777216", _positive_int,
+            "Largest request body in bytes; a larger one gets 413 before it is read."),
+    Setting("api", "max_batch", "50000", _positive_int,
+            "Most numbers in one batch (JSON array or CSV upload) added to a queue."),
+    Setting("api", "idempotence_ttl", "86400", _positive_int,
+            "Seconds an Idempotence-Key is remembered (with the first response, in Redis, for every API process)."),
+    Setting("api", "connections", "1000", _positive_int,
+            "Most HTTP connections served at once (live result feeds included); more wait to be accepted."),
+    Setting("api", "keepalive", "15", _positive_float,
+            "Seconds between keepalive comments on the live result feed."),
     Setting("log", "level", "INFO", _log_level,
             "DEBUG, INFO, WARNING or ERROR.", reloadable=True),
     Setting("log", "format", "text", _log_format,

@@ -23,7 +23,7 @@ from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 import orjson
 import redis
 
-from . import pacing, record_scripts, scripts
+from . import messages, pacing, record_scripts, scripts
 from .keys import Keys
 from .model import as_text
 
@@ -64,25 +64,6 @@ class Candidates:
 
     def __bool__(self):
         return any(self.groups)
-
-
-def parse_line_state(fields) -> Dict[str, Dict[str, float]]:
-    """The line-state hash (line_gates.LINES) by line: {line: {"out"|"failures"|"rest": value}}.
-
-    Group rests ('rest@<group>') are left out; a field this version does not
-    know is skipped rather than an error, since the hash is shared by every
-    daemon version on the domain.
-    """
-    out: Dict[str, Dict[str, float]] = {}
-    for field, value in fields.items():
-        kind, sep, line = as_text(field).partition(":")
-        if not sep or kind not in ("out", "failures", "rest"):
-            continue
-        try:
-            out.setdefault(line, {})[kind] = float(value)
-        except ValueError:
-            continue
-    return out
 
 
 class ClaimReply(NamedTuple):
@@ -206,7 +187,7 @@ class Store:
 
     def line_health(self) -> Dict[str, Dict[str, float]]:
         """Per line with a rest, failures or an outage recorded: {"out": until, "failures": n, "rest": until}."""
-        return parse_line_state(self.r.hgetall(self.keys.line_state))
+        return messages.parse_line_state(self.r.hgetall(self.keys.line_state))
 
     def due_members(self, now: float, count: int) -> List[Tuple[bytes, float]]:
         """The earliest due schedule members (score <= now), then members scored +inf; O(log N + count).
