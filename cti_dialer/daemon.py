@@ -62,7 +62,8 @@ class Daemon:
                              connect_timeout=config.esl_connect_timeout,
                              command_timeout=config.esl_command_timeout,
                              reconnect_max=config.esl_reconnect_max, keepalive=config.esl_keepalive,
-                             on_connect=self._on_esl_connect)
+                             on_connect=self._on_esl_connect,
+                             variables=[name for name, _ in config.dialer_machine_variables])
         self.health = Health(self.esl.ready)
         self.wakeups = Wakeups()
         self.registry, latency = make_registry(self)

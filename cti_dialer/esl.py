@@ -11,7 +11,7 @@ import dataclasses
 import logging
 import re
 import time
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, FrozenSet, Optional, Tuple
 from urllib.parse import unquote
 
 import gevent
@@ -68,6 +68,8 @@ class HungUp:
     # the Q.850 number of the cause, for the line groups' redial rules.
     sip_code: Optional[int] = None
     q850: Optional[int] = None
+    # Channel variables asked for beyond WANTED_HEADERS (machine detection), by name.
+    variables: Tuple[Tuple[str, str], ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +92,19 @@ WANTED_HEADERS = frozenset({
 })
 
 
-_WANTED_RE = re.compile(r"^(%s): (.*)$" % "|".join(re.escape(h) for h in sorted(WANTED_HEADERS)), re.M)
+def _wanted_regex(wanted: FrozenSet[str]):
+    return re.compile(r"^(%s): (.*)$" % "|".join(re.escape(h) for h in sorted(wanted)), re.M)
+
+
+_WANTED_RE = _wanted_regex(WANTED_HEADERS)
+# One compiled regex per header set a connection asks for (the daemon's
+# machine-detection variables add to WANTED_HEADERS once, at start).
+_REGEXES: Dict[FrozenSet[str], "re.Pattern"] = {WANTED_HEADERS: _WANTED_RE}
+
+
+def wanted_headers(variables=()) -> FrozenSet[str]:
+    """WANTED_HEADERS plus ``variable_<name>`` for each channel variable named."""
+    return WANTED_HEADERS | frozenset("variable_" + name for name in variables)
 
 
 def parse_event_plain(data: bytes, wanted=WANTED_HEADERS) -> Tuple[Dict[str, str], str]:
@@ -104,11 +118,14 @@ def parse_event_plain(data: bytes, wanted=WANTED_HEADERS) -> Tuple[Dict[str, str
     text = data.decode("utf-8", "replace")
     head, sep, rest = text.partition("\n\n")
     headers: Dict[str, str] = {}
-    if wanted is WANTED_HEADERS:
+    if wanted is not None and isinstance(wanted, frozenset):
         # The hot path: a regex in C finds the few wanted lines among a
         # hundred. Anchored at real line starts, so an encoded %0A inside a
         # value can never look like one.
-        matches = _WANTED_RE.findall(head)
+        regex = _REGEXES.get(wanted)
+        if regex is None:
+            regex = _REGEXES[wanted] = _wanted_regex(wanted)
+        matches = regex.findall(head)
     else:
         matches = [line.partition(": ")[::2] for line in head.split("\n") if ": " in line]
     for name, value in matches:
@@ -164,7 +181,9 @@ def to_typed(headers: Dict[str, str], body: str):
         return HungUp(uuid, headers.get("Hangup-Cause", "") or "UNKNOWN", billsec, answered,
                       _epoch(headers, "Event-Date-Timestamp"), _uepoch(headers, "variable_start_uepoch"),
                       _uepoch(headers, "variable_answer_uepoch"), _uepoch(headers, "variable_end_uepoch"),
-                      missing, _code(headers, "variable_sip_term_status"), _code(headers, "variable_hangup_cause_q850"))
+                      missing, _code(headers, "variable_sip_term_status"), _code(headers, "variable_hangup_cause_q850"),
+                      tuple((name[9:], value) for name, value in headers.items()
+                            if name.startswith("variable_") and name not in WANTED_HEADERS))
     return None
 
 
@@ -179,9 +198,10 @@ def _code(headers, name) -> Optional[int]:
 class _Connection(gs.InboundESL):
     """greenswitch's reader with bounded waits, whole writes and safe parsing."""
 
-    def __init__(self, host, port, password, timeout, on_event):
+    def __init__(self, host, port, password, timeout, on_event, wanted=WANTED_HEADERS):
         super().__init__(host, port, password, timeout=timeout)
         self._on_event = on_event
+        self._wanted = wanted
         self._write_lock = gevent.lock.Semaphore()
         self.closed = gevent.event.Event()
         self.last_heard = time.monotonic()
@@ -206,7 +226,7 @@ class _Connection(gs.InboundESL):
         if ctype == "text/event-plain":
             length = int(event.headers.get("Content-Length", "0"))
             data = self._read_exact(length)
-            headers, body = parse_event_plain(data)
+            headers, body = parse_event_plain(data, self._wanted)
             typed = to_typed(headers, body)
             if isinstance(typed, SwitchShutdown):
                 # From now on the switch would accept originates and silently
@@ -296,8 +316,12 @@ class EslClient:
     """
 
     def __init__(self, host, port, password, *, connect_timeout=5.0, command_timeout=10.0,
-                 reconnect_max=30.0, keepalive=5.0, on_event: Callable = None, on_connect: Callable = None):
+                 reconnect_max=30.0, keepalive=5.0, on_event: Callable = None, on_connect: Callable = None,
+                 variables=(), custom=()):
         self.host, self.port, self._password = host, port, password
+        self._wanted = wanted_headers(variables)
+        # CUSTOM event subclasses to subscribe to as well (mod_callcenter's callcenter::info).
+        self._custom = tuple(custom)
         self.connect_timeout = connect_timeout
         self.command_timeout = command_timeout
         self.reconnect_max = reconnect_max
@@ -341,11 +365,12 @@ class EslClient:
         self.on_event(event)
 
     def _connect_once(self):
-        conn = _Connection(self.host, self.port, self._password, self.connect_timeout, self._deliver)
+        conn = _Connection(self.host, self.port, self._password, self.connect_timeout, self._deliver, self._wanted)
+        events = " ".join(EVENTS + (("CUSTOM",) + self._custom if self._custom else ()))
         try:
             with gevent.Timeout(self.connect_timeout, EslError("no greeting or auth reply within %ss" % self.connect_timeout)):
                 conn.connect()
-                reply = conn.send_async("event plain " + " ".join(EVENTS)).get()
+                reply = conn.send_async("event plain " + events).get()
             if not reply.headers.get("Reply-Text", "").startswith("+OK"):
                 raise EslError("event subscription refused: %s" % reply.headers.get("Reply-Text"))
         except ValueError:

@@ -90,6 +90,10 @@ class Keys:
         """String with TTL: a task's cps pace, the time its next call is due (scripts.LINES)."""
         return "cti_dialer_pace@%s:%s" % (self.domain, task)
 
+    def attempts(self, day, number):
+        """Counter with TTL: attempts on ``number`` on ``day`` (YYYY-MM-DD) across the domain's tasks."""
+        return "cti_dialer_attempts@%s:%s:%s" % (self.domain, day, number)
+
     @property
     def results(self):
         """Stream: one entry per finished attempt (answered, failed, dropped, rejected...)."""

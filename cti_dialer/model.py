@@ -8,7 +8,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 import orjson
 
-from . import originate, timewindow
+from . import callee_time, originate, timewindow
 from . import redial as redial_rules
 
 TASK_DEFAULTS = {
@@ -23,7 +23,7 @@ TASK_DEFAULTS = {
 TASK_PARAMS = frozenset({
     "enable", "line_group", "limit", "start_time", "stop_time", "work_hour",
     "work_time", "work_week", "holiday", "number_queue",
-    "destination_extension", "destination_dialplan", "destination_context", "redial", "cps",
+    "destination_extension", "destination_dialplan", "destination_context", "redial", "cps", "callee_time",
 })
 LINE_PARAMS = frozenset({"enable", "gateway", "limit", "count", "prefix", "dialstring", "rest",
                          "fault_threshold", "fault_try_interval", "fault_condition"})
@@ -152,6 +152,7 @@ class Task:
     source: str          # "template", "host" or "template+host"
     redial: redial_rules.Strategy = redial_rules.NO_REDIAL
     cps: float = 0.0     # new calls per second across every host (0 = unpaced)
+    callee: Optional[callee_time.CalleeHours] = None     # calling hours read in the callee's zone
 
     kind = "queue"
 
@@ -274,7 +275,14 @@ def merge_task(name, template_raw, host_raw, tz):
         raise ModelError("%s: destination_extension is missing" % where)
     extension, dialplan, context = _destination(params, where)
     try:
-        window = timewindow.parse_window(params, tz)
+        callee = callee_time.parse(params.get("callee_time"), params)
+    except callee_time.CalleeTimeError as exc:
+        raise ModelError("%s: %s" % (where, exc)) from None
+    try:
+        # In the callee's time the calling hours are checked per number;
+        # the task itself keeps its enable and start/stop bounds.
+        window = timewindow.parse_window(
+            {k: v for k, v in params.items() if k not in callee_time.HOURS_PARAMS} if callee else params, tz)
     except timewindow.WindowError as exc:
         raise ModelError("%s: %s" % (where, exc)) from None
     return Task(
@@ -290,6 +298,7 @@ def merge_task(name, template_raw, host_raw, tz):
         source="+".join(s for s in ("template", "host") if s in docs),
         redial=_redial(params.get("redial"), where),
         cps=_cps(params.get("cps"), where),
+        callee=callee,
     )
 
 

@@ -10,6 +10,7 @@ from typing import Optional
 class Verdict(str, enum.Enum):
     """How an attempt ended, as written into result records."""
     ANSWERED = "answered"          # the callee answered (whatever the hangup cause)
+    MACHINE = "machine"            # answered by an answering machine (the switch's detection said so)
     CALLEE = "callee"              # the callee's side ended it: busy, no answer, rejected...
     ROUTE = "route"                # the line could not carry the call: try the next group
     THROTTLE = "throttle"          # FreeSWITCH refused for capacity: same group, later
@@ -140,6 +141,7 @@ class Attempt:
     switch_started: Optional[float] = None
     switch_answered: Optional[float] = None
     switch_ended: Optional[float] = None
+    machine: bool = False              # the switch's answering-machine detection fired (machine_variables)
     sip_code: Optional[int] = None     # variable_sip_term_status of the hangup
     q850: Optional[int] = None         # variable_hangup_cause_q850 of the hangup
     never_rang: bool = False       # the switch refused a second leg: no callee was ever reached
@@ -162,6 +164,8 @@ class Attempt:
         return self.job_cause or CAUSE_UNKNOWN
 
     def verdict(self) -> Verdict:
+        if self.machine and (self.answered_at is not None or self.billsec > 0):
+            return Verdict.MACHINE
         verdict = classify(self.cause(), answered=self.answered_at is not None or self.billsec > 0,
                            channel=self.hangup_cause is not None and not self.never_rang)
         if verdict == Verdict.ROUTE and self.job_ok:
@@ -219,7 +223,7 @@ class Attempt:
         verdict = self.verdict()
         if verdict in (Verdict.THROTTLE, Verdict.UNKNOWN, Verdict.DROPPED, Verdict.REJECTED):
             return None
-        if verdict == Verdict.ANSWERED:
+        if verdict in (Verdict.ANSWERED, Verdict.MACHINE):
             return True
         if connect_time is None or self.hangup_cause is None:
             return False        # no channel at all: it never connected
@@ -248,3 +252,14 @@ Q850 = {
 # FreeSWITCH's own causes (GATEWAY_DOWN 609, ORIGINATOR_CANCEL 487...) have
 # no Q.850 number: switch_channel_cause_q850() reports them as 16, so a rule
 # cannot tell them apart by number; without a channel they have none here.
+
+
+def is_machine(variables, detection) -> bool:
+    """Whether a hangup's channel variables report an answering machine.
+
+    ``detection`` is [dialer] machine_variables: (name, VALUE) pairs; a
+    value matches without regard to case, as mod_amd and mod_avmd write
+    ``MACHINE`` and ``TRUE``.
+    """
+    found = dict(variables)
+    return any(found.get(name, "").strip().upper() == value for name, value in detection)

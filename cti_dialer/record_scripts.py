@@ -69,32 +69,43 @@ def requeue(client, *, inflight: str, host_name: str, owner: str, claim_id: str,
 # do-not-call set and the idempotency keys at that last moment.
 #
 # KEYS[1] in-flight hash, KEYS[2] do-not-call set, KEYS[3] this host's name
-# key, KEYS[4..] idempotency keys
+# key, KEYS[4..] idempotency keys and daily attempt counters
 # ARGV[1] idempotency window (seconds), ARGV[2] our instance id, ARGV[3] claim
-# count, then per claim: claim id, number, in-flight record JSON (owner
-# first), idempotency key index (0 = none, i = KEYS[3 + i])
+# count, ARGV[4] attempts allowed per number per day (0 = no cap), then per
+# claim: claim id, number, in-flight record JSON (owner first), idempotency
+# key index (0 = none, i = KEYS[3 + i]), attempt counter index (0 = the try
+# does not count: a failover or throttle re-send; i = KEYS[3 + i])
 # Returns one status per claim: "ok" (marked sent), "lost" (the record is
 # gone, or not ours to act on: taken over, requeued by a sweep, or this
 # host's name is another instance's; nothing is written and no id is taken),
-# "dnc" (number listed) or "duplicate" (another claim took the same id
-# within the window). A fresh claim's record was written by its claim
-# script, so it is checked like any.
+# "dnc" (number listed), "capped" (the number had its attempts for the day:
+# nothing is written, no id is taken) or "duplicate" (another claim took the
+# same id within the window). A fresh claim's record was written by its
+# claim script, so it is checked like any.
 MARK_SENT = RECORDS + r"""
 local me = ARGV[2]
+local cap = tonumber(ARGV[4])
 local holder = redis.call('GET', KEYS[3])
 local out = {}
-local a = 4
+local a = 5
 for i = 1, tonumber(ARGV[3]) do
-  local id, number, record, seen = ARGV[a], ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
-  a = a + 4
+  local id, number, record = ARGV[a], ARGV[a + 1], ARGV[a + 2]
+  local seen, counter = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
+  a = a + 5
   if not may_act(me, holder, redis.call('HGET', KEYS[1], id)) then
     out[i] = 'lost'
   elseif redis.call('SISMEMBER', KEYS[2], number) == 1 then
     out[i] = 'dnc'
+  elseif cap > 0 and counter > 0 and (tonumber(redis.call('GET', KEYS[3 + counter])) or 0) >= cap then
+    out[i] = 'capped'
   elseif seen > 0 and not redis.call('SET', KEYS[3 + seen], id, 'NX', 'EX', ARGV[1])
          and redis.call('GET', KEYS[3 + seen]) ~= id then
     out[i] = 'duplicate'
   else
+    if cap > 0 and counter > 0 then
+      -- Two days: the key names its day, so it only has to outlive it.
+      if redis.call('INCR', KEYS[3 + counter]) == 1 then redis.call('EXPIRE', KEYS[3 + counter], 172800) end
+    end
     redis.call('HSET', KEYS[1], id, record)
     out[i] = 'ok'
   end
@@ -104,20 +115,25 @@ return out
 
 
 def mark_sent(client, *, inflight: str, dnc: str, host_name: str, owner: str,
-              claims: Sequence[Tuple[str, str, Dict, Optional[str]]], window: float) -> List[str]:
-    """Run MARK_SENT for (claim id, number, in-flight record, idempotency key or None) per claim.
+              claims: Sequence[Tuple[str, str, Dict, Optional[str], Optional[str]]], window: float,
+              cap: int = 0) -> List[str]:
+    """Run MARK_SENT for (claim id, number, in-flight record, idempotency key or None,
+    attempt counter key or None) per claim.
 
-    Returns OK, LOST, DNC or DUPLICATE per claim; only OK claims' records are
-    written, each with ``owner`` as its owner.
+    Returns OK, LOST, DNC, CAPPED or DUPLICATE per claim; only OK claims'
+    records are written, each with ``owner`` as its owner.
     """
     keys = [inflight, dnc, host_name]
-    args = [int(window), owner, len(claims)]
-    for claim_id, number, record, seen in claims:
-        index = 0
-        if seen:
-            keys.append(seen)
-            index = len(keys) - 3
-        args += [claim_id, number, encode_record(owner, record), index]
+    args = [int(window), owner, len(claims), cap]
+
+    def index_of(key):
+        if not key:
+            return 0
+        keys.append(key)
+        return len(keys) - 3
+
+    for claim_id, number, record, seen, counter in claims:
+        args += [claim_id, number, encode_record(owner, record), index_of(seen), index_of(counter)]
     return [as_text(x) for x in _script(client, MARK_SENT)(keys=keys, args=args)]
 
 

@@ -13,7 +13,8 @@ NO_ANSWER = "no_answer"
 REJECTED = "rejected"
 ROUTE_FAILURE = "route_failure"
 THROTTLED = "throttled"
-CLASSES = (BUSY, NO_ANSWER, REJECTED, ROUTE_FAILURE, THROTTLED)
+MACHINE = "machine"         # answered by an answering machine (the seed 002's answerMash)
+CLASSES = (BUSY, NO_ANSWER, REJECTED, ROUTE_FAILURE, THROTTLED, MACHINE)
 
 # Hangup causes of callee outcomes that a redial may change.
 CAUSE_CLASS = {
@@ -86,6 +87,8 @@ def outcome_class(cause: str, verdict: Verdict) -> Optional[str]:
         return ROUTE_FAILURE
     if verdict == Verdict.THROTTLE:
         return THROTTLED
+    if verdict == Verdict.MACHINE:
+        return MACHINE
     if verdict != Verdict.CALLEE:
         return None     # answered, unknown, dropped, rejected input: final
     return CAUSE_CLASS.get((cause or "").upper())
@@ -210,7 +213,7 @@ def parse_group_rules(fields: Mapping) -> GroupRules:
 # Verdicts whose attempt reached the switch and ended with a cause it gave:
 # the only ones the group rules look at. UNKNOWN, DROPPED and REJECTED are
 # never redialed, whatever a rule says.
-_RULED = (Verdict.ANSWERED, Verdict.CALLEE, Verdict.ROUTE)
+_RULED = (Verdict.ANSWERED, Verdict.MACHINE, Verdict.CALLEE, Verdict.ROUTE)
 
 
 def decide_call(strategy: Strategy, rules: GroupRules, klass: Optional[str], verdict: Verdict,

@@ -95,6 +95,26 @@ def _str(text):
     return text
 
 
+def _machine_variables(text):
+    """``name=VALUE, ...``: the channel variables (and values) by which the switch reports an answering machine."""
+    out = []
+    for item in (x.strip() for x in text.split(",")):
+        if not item:
+            continue
+        name, sep, value = (part.strip() for part in item.partition("="))
+        if not sep or not value or not name or not all(c.isalnum() or c == "_" for c in name):
+            raise ValueError("each item must be variable_name=VALUE (e.g. amd_result=MACHINE), not %r" % item)
+        out.append((name, value.upper()))
+    return tuple(out)
+
+
+def _non_negative_int(text):
+    value = int(text)
+    if value < 0:
+        raise ValueError("must be an integer >= 0")
+    return value
+
+
 def _listen(text):
     text = text.strip()
     if not text:
@@ -204,6 +224,16 @@ SETTINGS: Tuple[Setting, ...] = (
             "Directory for the local journal of results and requeues that could not reach Redis before a "
             "stop (written with fsync, replayed at the next start). Empty: $STATE_DIRECTORY when systemd "
             "sets it (StateDirectory=), else no journal (such results are then settled as UNKNOWN)."),
+    Setting("dialer", "machine_variables", "amd_result=MACHINE, avmd_detect=TRUE", _machine_variables,
+            "Channel variables by which the switch reports an answering machine on an answered call "
+            "(name=VALUE, comma separated; values compared without case), as set by mod_amd or mod_avmd. "
+            "Such a call ends in outcome class 'machine': counted apart from live answers, redialed by the "
+            "task's 'machine' rule, never a live answer for the abandon rate. Empty: no detection."),
+    Setting("dialer", "daily_attempt_cap", "0", _non_negative_int,
+            "Most attempts per number per day across every task and schedule config of the domain, counted "
+            "in Redis by every host (a day in [dialer] timezone). A number over it waits in Redis for the next "
+            "day. Failover and throttle re-sends are tries of one attempt and do not count. 0: no cap. Give "
+            "every daemon of a domain the same value.", reloadable=True),
     Setting("dialer", "result_maxlen", "1000000", _positive_int,
             "Approximate cap on entries kept in the results stream.", reloadable=True),
     Setting("dialer", "rejected_maxlen", "100000", _positive_int,

@@ -288,11 +288,13 @@ class Store:
                                score=score if math.isfinite(score) else 0.0,
                                lease=self.keys.line_lease(line) if line else None, seen=record.get("seen"))
 
-    def mark_sent(self, claims: Sequence[Tuple[str, str, Dict, Optional[str]]], dedup_window: float) -> List[str]:
+    def mark_sent(self, claims: Sequence[Tuple], dedup_window: float, cap: int = 0) -> List[str]:
         """Record, right before the originates go out, which uuid each claim is dialed with.
 
-        (claim_id, number, record, idempotency key or None) per claim; returns
-        "ok", "lost", "dnc" or "duplicate" per claim (see record_scripts.MARK_SENT).
+        (claim_id, number, record, idempotency key or None[, attempt counter
+        key or None]) per claim; returns "ok", "lost", "dnc", "capped" or
+        "duplicate" per claim (see record_scripts.MARK_SENT); ``cap`` is
+        [dialer] daily_attempt_cap.
         LOST: the record is gone or another instance's, so the claim must not
         be dialed, requeued or recorded by this host. After a crash a record
         in state "sent" is never dialed again; it is checked with uuid_exists
@@ -301,8 +303,9 @@ class Store:
         if not claims:
             return []
         return record_scripts.mark_sent(self.r, inflight=self.keys.inflight, dnc=self.keys.dnc,
-                                 host_name=self.keys.instance(), owner=self.instance_id, claims=claims,
-                                 window=dedup_window)
+                                 host_name=self.keys.instance(), owner=self.instance_id,
+                                 claims=[(*c, None) if len(c) == 4 else c for c in claims],
+                                 window=dedup_window, cap=cap)
 
     def finish(self, items: Sequence) -> record_scripts.Finished:
         """End claims in one atomic step.

@@ -9,6 +9,7 @@ recorded, or back where it came from. Configuration comes from the catalog
 (read-only); a freed slot is announced through ``runtime.Wakeups``.
 """
 import collections
+import datetime
 import logging
 import time
 import uuid as uuidlib
@@ -19,7 +20,7 @@ import gevent.queue
 import orjson
 
 from . import model, originate, outcome, redial, scripts
-from .claim import Claim, Kind
+from .claim import Claim, HomeType, Kind
 from .esl import Answered, Disconnected, EslError, EslNotSent, HungUp, JobResult, SwitchShutdown
 from .lifecycle import ON_THE_SWITCH, RECOVERY, ClaimEvent, ClaimState
 from .outcome import Attempt, Verdict
@@ -153,6 +154,8 @@ class CallTracker:
                 except model.ModelError as exc:
                     self.reject(claim, str(exc))
                     continue
+            if getattr(source, "callee", None) is not None and not self._in_callee_hours(source, claim):
+                continue
             line = self.catalog.line(claim.line)
             if line is None:
                 # The line went away between claim and send: nothing is
@@ -168,6 +171,24 @@ class CallTracker:
             ready.append(claim)
         self.send(ready, commands)
 
+    def _in_callee_hours(self, source, claim) -> bool:
+        """Whether the task's calling hours are open where the callee is; if not, the number waits.
+
+        A number the library cannot place is read in the dialer's own zone.
+        """
+        now = time.time()
+        zones = source.callee.zones(claim.entry.number) or (getattr(self.config.dialer_timezone, "key", "UTC"),)
+        if source.callee.is_open(zones, now):
+            return True
+        opens = source.callee.next_open(zones, now)
+        if opens is None:
+            self.reject(claim, "calling hours are never open in all %d zones the number may be in (%s)"
+                        % (len(zones), ", ".join(zones[:5]) + (", ..." if len(zones) > 5 else "")))
+            return False
+        claim.attempt = None
+        self.defer(claim, opens, "is outside its calling hours in %s" % ", ".join(zones[:3]), tracked=False)
+        return False
+
     def send(self, claims: List[Claim], commands: Dict[str, str], fresh=True):
         """Mark the claims sent in Redis, then write their originates.
 
@@ -177,12 +198,18 @@ class CallTracker:
         if not claims:
             return
         marks = []
+        cap = self.config.dialer_daily_attempt_cap
+        day = datetime.datetime.now(self.config.dialer_timezone).date().isoformat() if cap else ""
         for c in claims:
             if fresh and c.entry.id is not None and c.attempt_no == 1:
                 c.seen = self.store.keys.seen(c.owner, c.entry.id)
-            marks.append((c.claim_id, c.entry.number, c.to_record(ClaimState.SENT), c.seen if fresh else None))
+            # A fresh claim is an attempt (a first call or a redial); a failover
+            # or throttle re-send is another try of the same one.
+            counter = self.store.keys.attempts(day, c.entry.number) if cap and fresh else None
+            marks.append((c.claim_id, c.entry.number, c.to_record(ClaimState.SENT), c.seen if fresh else None,
+                          counter))
         try:
-            statuses = self.store.mark_sent(marks, self.config.dialer_dedup_window)
+            statuses = self.store.mark_sent(marks, self.config.dialer_dedup_window, cap)
         except REDIS_ERRORS as exc:
             # Not marked, so nothing goes out: the numbers go back.
             log.warning("could not mark %d claim(s) sent (%s); requeueing them", len(claims), exc)
@@ -194,6 +221,11 @@ class CallTracker:
             if status == "lost":
                 claim.attempt = None
                 self._lose(claim, "before its originate", tracked=not fresh)
+                continue
+            if status == "capped":
+                claim.attempt = None
+                self.defer(claim, _next_midnight(self.config.dialer_timezone),
+                           "had its %d attempt(s) for today" % cap, tracked=not fresh)
                 continue
             if status != "ok":
                 # Checked at the last moment: listed, or already taken by id.
@@ -241,6 +273,31 @@ class CallTracker:
         self.writer.requeue(claim.claim_id, claim.to_record(ClaimState.CLAIMED))
         if tracked:
             self._untrack(claim)
+
+    def defer(self, claim, until, why, tracked=True):
+        """A number that may not be dialed now waits in Redis until ``until``, in one atomic step.
+
+        A queue number goes to its task's redial set (due numbers there are
+        taken before the queue), a schedule member back to the schedule set,
+        each scored ``until``; neither counts as an attempt. A schedule member
+        whose ``expires`` comes first is dropped as expired instead.
+        """
+        if claim.kind == Kind.SCHEDULE:
+            if claim.expires and until > claim.expires:
+                log.info("not dialing %s (%s %r): it %s and expires before %s", claim.number, claim.label,
+                         claim.source_name, why, time.strftime("%Y-%m-%d %H:%M", time.localtime(until)))
+                self.finish(claim, outcome.CAUSE_EXPIRED, Verdict.DROPPED, tracked=tracked)
+                return
+        elif claim.home_type != HomeType.SORTED_SET:
+            claim.home_key, claim.home_type = self.store.keys.retries(claim.source_name), HomeType.SORTED_SET
+            claim.home_raw = orjson.dumps({"raw": claim.raw.decode("utf-8", "surrogateescape"),
+                                           "attempt": claim.attempt_no, "done": claim.done,
+                                           "id": str(uuidlib.uuid4())})
+        claim.score = until
+        log.info("%s (%s %r) %s: waits in Redis until %s", claim.number, claim.label, claim.source_name, why,
+                 time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(until)))
+        self.stats[claim.owner]["deferred"] += 1
+        self.requeue(claim, tracked=tracked)
 
     def reject(self, claim, reason):
         """Bad input found after the claim: rejected record plus a REJECTED_INPUT result."""
@@ -318,6 +375,7 @@ class CallTracker:
             att.switch_started, att.switch_answered, att.switch_ended = event.started, event.answered_at, event.ended
             att.never_rang = event.second_leg_missing
             att.sip_code, att.q850 = event.sip_code, event.q850
+            att.machine = outcome.is_machine(event.variables, self.config.dialer_machine_variables)
             if event.answered and att.answered_at is None:
                 att.answered_at = event.ts - event.billsec
         else:
@@ -543,8 +601,8 @@ class CallTracker:
             log.info("redial of %s (%s %r) after %s at %s, attempt %d", claim.number, claim.kind.value,
                      claim.source_name, cause, time.strftime("%H:%M:%S", time.localtime(due)), claim.attempt_no + 1)
         counts = {"results": 1, "originates": claim.sent,
-                  ("answered" if verdict == Verdict.ANSWERED else "cause:" + cause): 1}
-        if verdict not in (Verdict.ANSWERED, Verdict.DROPPED, Verdict.REJECTED):
+                  (verdict.value if verdict in _ANSWERS else "cause:" + cause): 1}
+        if verdict not in (*_ANSWERS, Verdict.DROPPED, Verdict.REJECTED):
             counts["failed"] = 1
         if retry is not None:
             counts["redials_scheduled"] = 1
@@ -554,8 +612,8 @@ class CallTracker:
             self._untrack(claim)
         counters = self.stats[claim.owner]
         counters["last_end"] = int(ts)
-        if verdict == Verdict.ANSWERED:
-            counters["answered"] += 1
+        if verdict in _ANSWERS:
+            counters[verdict.value] += 1        # "answered", or "machine": never a live answer
         elif verdict == Verdict.REJECTED:
             counters["rejected"] += 1
         else:
@@ -680,6 +738,17 @@ class CallTracker:
                 self._lose(claim, "while its call was followed")
 
 
+def _next_midnight(tz) -> float:
+    """The next local midnight in ``tz``, as unix time (the start of the next attempt-cap day)."""
+    now = datetime.datetime.now(tz)
+    tomorrow = (now + datetime.timedelta(days=1)).date()
+    return datetime.datetime.combine(tomorrow, datetime.time(), tzinfo=tz).timestamp()
+
+
+# Answered calls: by a person, or by a machine (counted apart, no failure).
+_ANSWERS = (Verdict.ANSWERED, Verdict.MACHINE)
+
+
 def result_record(host, claim, source, cause, verdict, ts):
     """The result record of an ended attempt (the stream's fields, documented in docs/redis.rst)."""
     att = claim.attempt
@@ -693,6 +762,7 @@ def result_record(host, claim, source, cause, verdict, ts):
         "line": claim.line or "", "group_index": claim.group, "line_group": group,
         "uuid": att.uuid if att else "", "claim_id": claim.claim_id, "attempt": claim.attempt_no,
         "try": claim.tries, "cause": cause, "verdict": verdict.value, "answered": verdict == Verdict.ANSWERED,
+        "machine": verdict == Verdict.MACHINE,
         "billsec": att.billsec if att else 0,
         "sip_code": att.sip_code if att and att.sip_code is not None else "",
         "q850": att.q850 if att and att.q850 is not None else "",
