@@ -9,6 +9,10 @@
 
     sim.shutdown(); sim.restart()         # a graceful stop, then a fresh switch on the same port
 
+    sim.default_outcome = OutcomeMix([(3, Outcome.answer(hold_ms=None)), (7, Outcome.no_answer())], seed=1)
+    sim.callcenter.add_queue("sales", "8888", patience_ms=2000)   # mod_callcenter: see ``callcenter``
+    sim.callcenter.add_agent("1001", "sales", talk_ms=60000, wrap_up_ms=5000)
+
 It behaves like the real FreeSWITCH 1.11 captured in shared/freeswitch-captures
 (tests/fsim/test_real_switch.py replays one of those sessions against it):
 switch times in 20 ms steps behind the wall clock, a failed call's job result
@@ -19,9 +23,9 @@ where it lives: ``switch``, ``clock``, ``events``, ``originate``.
 
 ``python -m cti_dialer.fsim --help`` runs it as a process.
 """
-from .outcome import Outcome
+from .outcome import Outcome, OutcomeMix
 from .event_socket import CommandRecord
 from .server import FreeSwitchSimulator
 from .switch import OriginateRecord
 
-__all__ = ["CommandRecord", "FreeSwitchSimulator", "OriginateRecord", "Outcome"]
+__all__ = ["CommandRecord", "FreeSwitchSimulator", "OriginateRecord", "Outcome", "OutcomeMix"]

@@ -1,4 +1,5 @@
-"""The API commands the simulator knows, answering as FreeSWITCH's mod_commands does."""
+"""The API commands the simulator knows, answering as FreeSWITCH's mod_commands does
+(and ``callcenter_config`` as mod_callcenter does, see ``callcenter``)."""
 import time
 from typing import Callable, Optional
 
@@ -82,6 +83,8 @@ class ApiCommands:
             return "FreeSWITCH Version %s (fsim)\n" % VERSION
         if lname == "hostname":
             return self._switch.hostname
+        if lname == "callcenter_config" and self._switch.callcenter is not None:
+            return self._switch.callcenter.api(arg)
         return "-ERR %s Command not found!\n" % name
 
     def _uuid_kill(self, arg: Optional[str]) -> str:

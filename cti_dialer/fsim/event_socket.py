@@ -191,13 +191,22 @@ class Connections:
             gevent.joinall(writers, timeout=2)
             gevent.killall([w for w in writers if not w.dead], block=True, timeout=1)
 
-    def emit(self, name: str, build: Callable, *args):
-        """Send event ``name`` to every listener; ``build(name, seq, *args)`` renders it once."""
+    def emit(self, name: str, build: Callable, *args, subclass: Optional[str] = None):
+        """Send event ``name`` to every listener; ``build(name, seq, *args)`` renders it once.
+
+        A CUSTOM event with a ``subclass`` goes, as mod_event_socket decides it,
+        to listeners of ALL and to listeners of CUSTOM that named that subclass;
+        ``event plain CUSTOM`` alone gets only CUSTOM events without one.
+        """
         self._seq += 1
         if self.silent:
             return
-        targets = [c for c in self._open.values()
-                   if c.events_on and (c.all_events or name in c.events)]
+        if subclass is None:
+            targets = [c for c in self._open.values()
+                       if c.events_on and (c.all_events or name in c.events)]
+        else:
+            targets = [c for c in self._open.values()
+                       if c.events_on and (c.all_events or (name in c.events and subclass in c.custom))]
         if not targets:
             return
         headers, body = build(name, self._seq, *args)

@@ -154,15 +154,38 @@ class EventRenderer:
 
     def channel_event(self, name: str, seq: int, ch: "Channel") -> Tuple[Headers, None]:
         headers = self._base_headers(name, seq)
+        if name == "CHANNEL_HANGUP_COMPLETE":
+            headers.append(("Hangup-Cause", ch.cause))
+        headers += self._channel_data(name, ch, _STATES[name][ch.leg == "b"],
+                                      ch.transferred_at is not None and name == "CHANNEL_HANGUP_COMPLETE")
+        return headers, None
+
+    def custom_event(self, name: str, seq: int, subclass: str, calling: Tuple[str, str, str],
+                     fields: Headers, ch: Optional["Channel"] = None) -> Tuple[Headers, None]:
+        """A CUSTOM event as a module fires it: the core's headers, ``Event-Subclass``,
+        the channel's data when the module adds it, then the module's own headers."""
+        headers = self._base_headers(name, seq)
+        headers[9:12] = [("Event-Calling-File", calling[0]), ("Event-Calling-Function", calling[1]),
+                         ("Event-Calling-Line-Number", calling[2])]
+        headers.append(("Event-Subclass", subclass))
+        if ch is not None:
+            # An application's channel is executing its dialplan: the transferred profile.
+            if ch.ended_at is not None:
+                states = ("CS_EXECUTE", "HANGUP", "4", "hangup")
+            else:
+                states = ("CS_EXECUTE", "ACTIVE", "4", "answered")
+            headers += self._channel_data(name, ch, states, ch.transferred_at is not None)
+        headers += fields
+        return headers, None
+
+    def _channel_data(self, name: str, ch: "Channel", states: Tuple[str, str, str, str],
+                      transferred: bool) -> Headers:
         b_leg = ch.leg == "b"
-        state, call_state, state_no, answer_state = _STATES[name][b_leg]
+        state, call_state, state_no, answer_state = states
         if name == "CHANNEL_CREATE" and ch.leg == "a" and ch.peer is None:
             state_no = "1"          # captured: the A leg whose B leg was never created
         hangup = name in ("CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE")
-        if name == "CHANNEL_HANGUP_COMPLETE":
-            headers.append(("Hangup-Cause", ch.cause))
-        transferred = ch.transferred_at is not None and name == "CHANNEL_HANGUP_COMPLETE"
-        headers += [
+        headers: Headers = [
             ("Channel-State", state), ("Channel-Call-State", call_state),
             ("Channel-State-Number", state_no), ("Channel-Name", ch.name),
             ("Unique-ID", ch.uuid), ("Call-Direction", "inbound" if b_leg else "outbound"),
@@ -188,7 +211,7 @@ class EventRenderer:
             ("Caller-Privacy-Hide-Name", "false"), ("Caller-Privacy-Hide-Number", "false"),
         ]
         headers += [("variable_" + k, v) for k, v in _variables(ch, name, transferred)]
-        return headers, None
+        return headers
 
 
 def _profile(ch: "Channel", transferred: bool) -> Headers:
@@ -278,6 +301,8 @@ def _variables(ch: "Channel", name: str, transferred: bool) -> List[Tuple[str, s
         out += [("max_forwards", "70"), ("transfer_history", source), ("transfer_source", source),
                 ("pre_transfer_caller_id_number", caller_id(rec)[1]), ("channel_cid_flipped", "yes"),
                 ("call_uuid", ch.uuid)]
+    if ch.set_vars and name not in ("CHANNEL_CREATE", "CHANNEL_ANSWER"):
+        out += ch.set_vars
     if name in ("CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE"):
         # mod_sofia sets these only when the far end ended the call (its
         # refusal or BYE), just before it hangs the channel up; a hangup the

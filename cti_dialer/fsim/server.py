@@ -21,9 +21,10 @@ import gevent.server
 from gevent import monkey
 
 from .api import ApiCommands
+from .callcenter import CallCenter, CallCenterScripting
 from .clock import SwitchClock
 from .event_socket import CommandRecord, Connections, EventSocket
-from .outcome import Outcome
+from .outcome import Outcome, OutcomeMix
 from .switch import OriginateRecord, Switch
 from .wire import SHUTDOWN_NOTICE
 
@@ -54,9 +55,9 @@ class _Setting:
         setattr(getattr(sim, self._part), self._name, value)
 
 
-def _checked(outcome: Outcome) -> Outcome:
-    if not isinstance(outcome, Outcome):
-        raise TypeError("outcome must be an Outcome")
+def _checked(outcome):
+    if not isinstance(outcome, (Outcome, OutcomeMix)):
+        raise TypeError("outcome must be an Outcome or an OutcomeMix")
     return outcome
 
 
@@ -95,6 +96,10 @@ class FreeSwitchSimulator:
         self._switch = Switch(self._connections.emit, self._lock, host, hostname,
                               frozenset(gateways) if gateways is not None else None, log_limit,
                               rng, SwitchClock(rng, clock_tick_ms, clock_lag_ms))
+        self._callcenter = CallCenter(self._switch, log_limit)
+        self._switch.callcenter = self._callcenter
+        # mod_callcenter's queues and agents: ``sim.callcenter.add_queue(...)`` (see ``callcenter``).
+        self.callcenter = CallCenterScripting(self._call, self._callcenter)
         self._event_socket = EventSocket(self._connections, self._switch,
                                          ApiCommands(self._switch, self._shutdown_soon),
                                          password, self._lock, log_limit)
@@ -116,6 +121,7 @@ class FreeSwitchSimulator:
         self._loop = hub.loop
         self._switch.loop = hub.loop
         self._hub_ident = _get_ident()
+        self._callcenter.started()
         self._listen()
         self._running = True
         self._switch.reset_core()

@@ -18,7 +18,10 @@ switch showed is reproduced on purpose:
   (drawn from the simulator's seeded random source);
 - ``originate_retries`` dials the same destination again, same uuid, after
   ``originate_retry_sleep_ms``, unless the originate timed out;
-- an answered call whose extension is not ``&app`` is transferred to it.
+- an answered call whose extension is not ``&app`` is transferred to it;
+  when ``callcenter`` has a queue on that extension the call joins it and
+  the queue, not the outcome's ``hold_ms``, decides when it ends;
+- an ``OutcomeMix`` is drawn from once per originate (a retry keeps the draw).
 
 Everything here runs in the simulator's hub; ``lock`` is taken only around
 the state other threads copy (channels, records, the originate log).
@@ -37,7 +40,7 @@ import gevent.event
 from .clock import SwitchClock
 from .events import BYE_STATUS, LOOPBACK_FAMILY, Q850, SIP_STATUS, EventRenderer, billsec
 from .originate import OriginateArgs, OriginateError, parse_originate
-from .outcome import Outcome
+from .outcome import Outcome, OutcomeMix
 
 log = logging.getLogger("cti_dialer.fsim")
 
@@ -100,7 +103,7 @@ class Job:
 class Dial:
     """One originate across its attempts."""
 
-    __slots__ = ("job", "args", "rec", "tries", "attempt", "sleep_ms")
+    __slots__ = ("job", "args", "rec", "tries", "attempt", "sleep_ms", "drawn")
 
     def __init__(self, job: Job, args: OriginateArgs, rec: OriginateRecord, tries: int, sleep_ms: int):
         self.job = job
@@ -109,12 +112,13 @@ class Dial:
         self.tries = tries
         self.attempt = 1
         self.sleep_ms = sleep_ms
+        self.drawn: Optional[Outcome] = None   # what an OutcomeMix gave this originate
 
 
 class Channel:
     __slots__ = ("uuid", "rec", "outcome", "dial", "timer", "name", "leg", "peer", "peer_uuid", "family",
                  "session_id", "created", "answered_at", "transferred_at", "ended_at", "cause",
-                 "transfer_id", "sip_status")
+                 "transfer_id", "sip_status", "set_vars")
 
     def __init__(self, uuid, rec, outcome, dial, name, leg, family, session_id, created):
         self.uuid = uuid
@@ -135,6 +139,9 @@ class Channel:
         self.cause = ""
         self.transfer_id = None
         self.sip_status = None       # the far end's final SIP response, when the far end ended the call
+        # Variables set after the answer (detection results, an application's),
+        # in the order they were set; never part of CREATE or ANSWER events.
+        self.set_vars: List = []
 
 
 def switch_true(value: str) -> bool:
@@ -183,6 +190,7 @@ class Switch:
         self.default_outcome = Outcome.answer()
         self.gateway_outcomes: Dict[str, Outcome] = {}
         self.number_outcomes: Dict[str, Outcome] = {}
+        self.callcenter = None           # the mod_callcenter stand-in, set by the simulator
         self.sps: Optional[int] = None
         self.max_sessions: Optional[int] = None
         self.max_concurrent = 0
@@ -315,6 +323,10 @@ class Switch:
 
         outcome = (self.number_outcomes.get(rec.number) or self.gateway_outcomes.get(endpoint)
                    or self.default_outcome)
+        if isinstance(outcome, OutcomeMix):
+            if dial.drawn is None:
+                dial.drawn = outcome.draw()
+            outcome = dial.drawn
         rec.outcome_kind = outcome.kind
         rec.cause = outcome.cause
         if not outcome.channel:
@@ -461,10 +473,13 @@ class Switch:
         if outcome.cleared_at_answer:
             self._far_end_bye(a)
             return
+        a.set_vars.extend(outcome.variables)
         dial, a.dial = a.dial, None
         self.finish_job(dial.job, "+OK %s\n" % a.uuid)
         if not a.rec.extension.startswith("&"):
             a.transferred_at = self.clock.now_us()
+            if self.callcenter is not None and self.callcenter.enter(a):
+                return
         if outcome.hold_ms is not None and self.channels.get(a.uuid) is a:
             a.timer = self._schedule(outcome.hold_ms, self._far_end_bye, a)
 
@@ -504,6 +519,9 @@ class Switch:
             rec.billsec = billsec(ch)
         for leg in legs:
             self._emit("CHANNEL_HANGUP", self._render.channel_event, leg)
+        if self.callcenter is not None:
+            # The queue application notices the hangup before the session is reported done.
+            self.callcenter.channel_gone(ch)
         dial, ch.dial = ch.dial, None
         if dial is None:
             self._hangup_complete(legs)
@@ -551,6 +569,8 @@ class Switch:
         timers, self._timers = self._timers, set()
         for timer in timers:
             timer.close()
+        if self.callcenter is not None:
+            self.callcenter.forget_members()
 
     def a_legs(self) -> Dict[str, Channel]:
         return {u: ch for u, ch in self.channels.items() if ch.leg != "b"}
