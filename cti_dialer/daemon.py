@@ -27,12 +27,14 @@ import gevent.event
 
 from . import __version__, keys as keymod, settings
 from . import store as store_module
+from .agents import AgentBoard
 from .catalog import Catalog
 from .config_watcher import ConfigWatcher
 from .dispatcher import QueueDispatcher
-from .esl import EslClient, EslError
+from .esl import CALLCENTER_SUBCLASS, EslClient, EslError
 from .housekeeping import Housekeeping
 from .metrics import make_registry, serve
+from .pacer import Pacer
 from .pacing import SendBudget
 from .runtime import REDIS_ERRORS, Health, Wakeups, run_loop
 from .schedule_dialer import ScheduleDialer
@@ -63,7 +65,8 @@ class Daemon:
                              command_timeout=config.esl_command_timeout,
                              reconnect_max=config.esl_reconnect_max, keepalive=config.esl_keepalive,
                              on_connect=self._on_esl_connect,
-                             variables=[name for name, _ in config.dialer_machine_variables])
+                             variables=[name for name, _ in config.dialer_machine_variables],
+                             custom=(CALLCENTER_SUBCLASS,))
         self.health = Health(self.esl.ready)
         self.wakeups = Wakeups()
         self.registry, latency = make_registry(self)
@@ -71,20 +74,23 @@ class Daemon:
                                reload_interval=config.dialer_reload_interval, wakeups=self.wakeups)
         self.writer = ResultWriter(self.store, state_dir(config))
         self.budget = SendBudget(config.dialer_throttle_backoff, config.dialer_throttle_backoff_max)
+        self.agents = AgentBoard(esl=self.esl, catalog=self.catalog, wakeups=self.wakeups)
+        self.pacer = Pacer(self.agents)
         self.tracker = CallTracker(config=config, host=self.host, store=self.store, esl=self.esl,
                                    catalog=self.catalog, writer=self.writer, wakeups=self.wakeups,
-                                   health=self.health, budget=self.budget, latency=latency)
+                                   health=self.health, budget=self.budget, latency=latency, pacer=self.pacer)
         self.esl.on_event = self.tracker.on_event       # events go straight to the call tracker
         self.watcher = ConfigWatcher(redis_client=self.redis, keys=self.keys, catalog=self.catalog,
                                      health=self.health)
         self.dispatcher = QueueDispatcher(config=config, catalog=self.catalog, tracker=self.tracker,
                                           store=self.store, watch_store=watch_store, health=self.health,
-                                          wakeups=self.wakeups, tz=self.tz)
+                                          wakeups=self.wakeups, tz=self.tz, pacer=self.pacer)
         self.scheduler = ScheduleDialer(config=config, catalog=self.catalog, tracker=self.tracker,
                                         store=self.store, health=self.health, tz=self.tz)
         self.housekeeping = Housekeeping(config=config, store=self.store, catalog=self.catalog,
                                          tracker=self.tracker, writer=self.writer, health=self.health,
-                                         esl=self.esl, tz=self.tz, task_faults=self.dispatcher.task_faults)
+                                         esl=self.esl, tz=self.tz, task_faults=self.dispatcher.task_faults,
+                                         pacer=self.pacer)
         self.housekeeping_wake = gevent.event.Event()
         self.health.on_redis_back += [self.housekeeping_wake, self.writer.wake]
         self.stopping = self.health.stopping
@@ -145,7 +151,8 @@ class Daemon:
         config_wake = gevent.event.Event()
         for name, component, wake in (("config watcher", self.watcher, config_wake),
                                       ("result writer", self.writer, self.writer.wake),
-                                      ("housekeeping", self.housekeeping, self.housekeeping_wake)):
+                                      ("housekeeping", self.housekeeping, self.housekeeping_wake),
+                                      ("agent board", self.agents, gevent.event.Event())):
             self._greenlets.append(self._spawn_component(name, component, wake))
         for fn in (self.tracker.event_loop, self._start_dialing, self._systemd_loop, self._reload_loop,
                    self._ready_watch):

@@ -31,11 +31,15 @@ WATCHED_IDLE_POLL = 1.0
 # A task whose keys Redis refuses (a queue that is not a list) looks again
 # this often; the other tasks are not held up by it.
 FAULT_RETRY = 30.0
+# A paced task with no room for its agents looks again this soon even if no
+# agent event woke it (a missed event costs at most this).
+PACED_LOOK = 0.25
 
 
 class QueueDispatcher:
-    def __init__(self, *, config, catalog, tracker, store, watch_store, health, wakeups, tz):
+    def __init__(self, *, config, catalog, tracker, store, watch_store, health, wakeups, tz, pacer=None):
         self.config = config
+        self.pacer = pacer                      # agent-aware pacing of tasks with a pacing param
         self.catalog = catalog
         self.tracker = tracker
         self.store = store
@@ -105,6 +109,13 @@ class QueueDispatcher:
                            switch_room=_switch_room(budget, self.tracker))
         if not step.start:
             return step.look_again
+        if task.pacing is not None and self.pacer is not None:
+            room, changes_at = self.pacer.room(task, self.tracker.claims, now)
+            if room <= 0:
+                # Agent events wake the task at once; a busy agent's expected
+                # end coming into reach does not, so the look is timed to it.
+                return max(0.001, min(PACED_LOOK, changes_at - now)) if changes_at else PACED_LOOK
+            step = pacing.Plan(min(step.start, room), step.look_again)
         granted = budget.take(step.start, now)
         if not granted:
             return max(budget.wait(now), 0.001)

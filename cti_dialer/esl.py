@@ -73,6 +73,19 @@ class HungUp:
 
 
 @dataclasses.dataclass(frozen=True)
+class CallcenterInfo:
+    """mod_callcenter's ``CUSTOM callcenter::info`` event: an agent or a queue member changed."""
+    action: str             # CC-Action: agent-status-change, bridge-agent-start, member-queue-end...
+    queue: str
+    agent: str
+    agent_status: str
+    agent_state: str
+    member_session: str     # CC-Member-Session-UUID: the member's channel (our call's uuid)
+    cause: str              # CC-Cause of member-queue-end: Terminated, Cancel
+    ts: float
+
+
+@dataclasses.dataclass(frozen=True)
 class SwitchShutdown:
     """The switch announced a graceful stop (``shutdown``)."""
 
@@ -89,7 +102,10 @@ WANTED_HEADERS = frozenset({
     "variable_billsec", "variable_answer_epoch", "variable_start_uepoch", "variable_answer_uepoch",
     "variable_end_uepoch", "Channel-Name", "variable_other_loopback_leg_uuid",
     "variable_sip_term_status", "variable_hangup_cause_q850",
+    "Event-Subclass", "CC-Action", "CC-Queue", "CC-Agent", "CC-Agent-Status", "CC-Agent-State",
+    "CC-Member-Session-UUID", "CC-Cause",
 })
+CALLCENTER_SUBCLASS = "callcenter::info"
 
 
 def _wanted_regex(wanted: FrozenSet[str]):
@@ -165,6 +181,13 @@ def to_typed(headers: Dict[str, str], body: str):
     if name == "BACKGROUND_JOB":
         job = headers.get("Job-UUID")
         return JobResult(job, body) if job else None
+    if name == "CUSTOM":
+        if headers.get("Event-Subclass") != CALLCENTER_SUBCLASS:
+            return None
+        return CallcenterInfo(headers.get("CC-Action", ""), headers.get("CC-Queue", ""), headers.get("CC-Agent", ""),
+                              headers.get("CC-Agent-Status", ""), headers.get("CC-Agent-State", ""),
+                              headers.get("CC-Member-Session-UUID", ""), headers.get("CC-Cause", ""),
+                              _epoch(headers, "Event-Date-Timestamp"))
     uuid = headers.get("Unique-ID")
     if not uuid:
         return None

@@ -40,7 +40,7 @@ SWITCH_LIMITS_INTERVAL = 60.0
 
 
 class Housekeeping:
-    def __init__(self, *, config, store, catalog, tracker, writer, health, esl, tz, task_faults=None):
+    def __init__(self, *, config, store, catalog, tracker, writer, health, esl, tz, task_faults=None, pacer=None):
         self.config = config
         self.store = store
         self.catalog = catalog
@@ -50,6 +50,7 @@ class Housekeeping:
         self.esl = esl
         self.tz = tz
         self.task_faults = task_faults if task_faults is not None else {}   # the dispatcher's, read-only here
+        self.pacer = pacer
         self.started_at = time.time()
         self.queue_lengths = {}
         self.line_health = {}          # the domain's line-state hash by line, for metrics
@@ -138,6 +139,15 @@ class Housekeeping:
                      sps if sps else "unlimited", max_sessions or "unlimited",
                      "%.1f" % budget.limit if budget.limit else "no limit")
 
+    def _paced_status(self, task, now):
+        """The agent-pacing fields of a task's status (defaults when it is not paced)."""
+        pacer = self.pacer
+        if task is None or task.pacing is None or pacer is None:
+            return {}
+        rate, _, gain = pacer.status(task, now)
+        return {"abandoned": pacer.abandoned[task.name], "abandon_rate": round(rate, 4),
+                "agents_free": pacer.board.view(task.pacing.queue, now).free, "pacing_gain": round(gain, 3)}
+
     def read_line_health(self):
         """Outages and failure counts of the domain's lines, as every host sees them (for metrics)."""
         if any(line.fault_threshold for line in self.catalog.lines.values()):
@@ -171,6 +181,7 @@ class Housekeeping:
             task = catalog.tasks.get(name)
             counters = tracker.stats.get(name, {})
             queued, redials = sizes[name]
+            paced = self._paced_status(task, now)
             tasks[name] = messages.encode_task_status(messages.TaskStatus(
                 state=state, reason=reason, active=tracker.active[name],
                 limit=task.limit if task else 0, queue=task.number_queue if task else "",
@@ -178,7 +189,8 @@ class Housekeeping:
                 dialed=counters.get("dialed", 0), answered=counters.get("answered", 0),
                 failed=counters.get("failed", 0), rejected=counters.get("rejected", 0),
                 last_error=catalog.task_errors.get(name) or tracker.last_error.get(name, ""),
-                counters=self.store.keys.counters(name), updated=now))
+                counters=self.store.keys.counters(name), updated=now, machine=counters.get("machine", 0),
+                **paced))
         if self._status_tasks is None:
             self._status_tasks = {as_text(n) for n in self.store.status_task_names()}
         removed = [n for n in self._status_tasks if n not in tasks]

@@ -149,6 +149,12 @@ class TaskStatus:
     last_error: str
     counters: str           # the key of the task's counters across hosts
     updated: float
+    # Written by newer daemons; an older record without them reads as these defaults.
+    machine: int = 0        # answered by an answering machine (this host, since its start)
+    abandoned: int = 0      # paced tasks: live answers not with an agent in time (this host, since start)
+    abandon_rate: float = 0.0   # paced tasks: over the pacing window (this host)
+    agents_free: int = -1   # paced tasks: free agents of the task's queue now; -1 when not paced
+    pacing_gain: float = 0.0    # predictive tasks: the over-dial factor now
 
 
 def _field_text(value) -> str:
@@ -202,6 +208,9 @@ def decode_task_status(raw: Union[bytes, str, None]) -> TaskStatus:
         raise BadMessage("task status: %s" % exc) from None
     out = {}
     for f in dataclasses.fields(TaskStatus):
+        if doc is not None and f.name not in doc and f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+            continue
         if doc is None or f.name not in doc:
             raise BadMessage("task status: no field %r" % f.name)
         if not _json_typed(f.type, doc[f.name]):

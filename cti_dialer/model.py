@@ -8,7 +8,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 import orjson
 
-from . import callee_time, originate, timewindow
+from . import agent_pacing, callee_time, originate, timewindow
 from . import redial as redial_rules
 
 TASK_DEFAULTS = {
@@ -24,6 +24,7 @@ TASK_PARAMS = frozenset({
     "enable", "line_group", "limit", "start_time", "stop_time", "work_hour",
     "work_time", "work_week", "holiday", "number_queue",
     "destination_extension", "destination_dialplan", "destination_context", "redial", "cps", "callee_time",
+    "pacing",
 })
 LINE_PARAMS = frozenset({"enable", "gateway", "limit", "count", "prefix", "dialstring", "rest",
                          "fault_threshold", "fault_try_interval", "fault_condition"})
@@ -153,6 +154,7 @@ class Task:
     redial: redial_rules.Strategy = redial_rules.NO_REDIAL
     cps: float = 0.0     # new calls per second across every host (0 = unpaced)
     callee: Optional[callee_time.CalleeHours] = None     # calling hours read in the callee's zone
+    pacing: Optional[agent_pacing.PacingSpec] = None     # dial for a mod_callcenter queue's agents
 
     kind = "queue"
 
@@ -299,7 +301,15 @@ def merge_task(name, template_raw, host_raw, tz):
         redial=_redial(params.get("redial"), where),
         cps=_cps(params.get("cps"), where),
         callee=callee,
+        pacing=_pacing(params.get("pacing"), where),
     )
+
+
+def _pacing(value, where):
+    try:
+        return agent_pacing.parse(value)
+    except agent_pacing.PacingError as exc:
+        raise ModelError("%s: %s" % (where, exc)) from None
 
 
 def _cps(value, where):

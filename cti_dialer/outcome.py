@@ -142,6 +142,12 @@ class Attempt:
     switch_answered: Optional[float] = None
     switch_ended: Optional[float] = None
     machine: bool = False              # the switch's answering-machine detection fired (machine_variables)
+    # Its life in a mod_callcenter queue (paced tasks), from callcenter::info events.
+    queue_joined: Optional[float] = None
+    agent_at: Optional[float] = None
+    agent: str = ""
+    left_queue: Optional[float] = None
+    counted: bool = False              # its answer went into its task's pacing measures
     sip_code: Optional[int] = None     # variable_sip_term_status of the hangup
     q850: Optional[int] = None         # variable_hangup_cause_q850 of the hangup
     never_rang: bool = False       # the switch refused a second leg: no callee was ever reached

@@ -21,7 +21,7 @@ import orjson
 
 from . import model, originate, outcome, redial, scripts
 from .claim import Claim, HomeType, Kind
-from .esl import Answered, Disconnected, EslError, EslNotSent, HungUp, JobResult, SwitchShutdown
+from .esl import Answered, CallcenterInfo, Disconnected, EslError, EslNotSent, HungUp, JobResult, SwitchShutdown
 from .lifecycle import ON_THE_SWITCH, RECOVERY, ClaimEvent, ClaimState
 from .outcome import Attempt, Verdict
 from .runtime import REDIS_ERRORS
@@ -44,7 +44,8 @@ STRANDED_AFTER = 120.0
 
 
 class CallTracker:
-    def __init__(self, *, config, host, store, esl, catalog, writer, wakeups, health, budget, latency=None):
+    def __init__(self, *, config, host, store, esl, catalog, writer, wakeups, health, budget, latency=None,
+                 pacer=None):
         self.config = config
         self.host = host
         self.store = store
@@ -62,6 +63,7 @@ class CallTracker:
         self.stats = collections.defaultdict(collections.Counter)
         self.last_error: Dict[str, str] = {}
         self.budget = budget                # pacing.SendBudget: how fast originates may go
+        self.pacer = pacer                  # pacer.Pacer: paced tasks' queue events and measures (or None)
         self._helpers = set()
         self._switch_stopping = False       # SHUTDOWN heard, connection not closed yet
 
@@ -322,6 +324,10 @@ class CallTracker:
 
     def handle(self, event):
         """One event from the switch."""
+        if isinstance(event, CallcenterInfo):
+            if self.pacer is not None:
+                self.pacer.on_callcenter(event, self.by_uuid)
+            return
         if isinstance(event, JobResult):
             claim = self.by_uuid.get(event.job_uuid)
             if claim is None:
@@ -356,6 +362,8 @@ class CallTracker:
                 claim.attempt.answered_at = event.ts
                 if claim.may(ClaimEvent.ANSWER):
                     claim.advance(ClaimEvent.ANSWER)
+                if self.pacer is not None:
+                    self.pacer.on_answer(claim, self.catalog.source_of(claim), time.time())
                 log.info("answered %s %s=%s uuid=%s", claim.number, claim.label, claim.source_name, event.uuid)
             return
         elif isinstance(event, SwitchShutdown):
@@ -591,6 +599,8 @@ class CallTracker:
         result = result_record(self.host, claim, source, cause, verdict, ts)
         if rejected is not None:
             result["error"] = rejected["reason"]
+        if self.pacer is not None:
+            self.pacer.on_finish(claim, source, verdict, result, ts)
         klass = redial.outcome_class(cause, verdict)
         decision = self._redial_decision(claim, source, klass, verdict, ts)
         retry = None
