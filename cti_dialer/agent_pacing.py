@@ -58,7 +58,7 @@ START_GAIN = 0.6
 PRIOR_ANSWER_RATE, PRIOR_WEIGHT = 0.3, 10
 PRIOR_ANSWER_DELAY = 10.0
 # How soon a paced task with an idle agent looks again when nothing wakes it.
-IDLE_AGENT_LOOK = 0.01
+IDLE_AGENT_LOOK = 0.05
 # The most calls one look starts, as a share of the agents logged in.
 PER_LOOK_SHARE = 0.1
 # The share of answers that come sooner than the time the pacer plans for.
@@ -185,8 +185,9 @@ class Measures:
     def __init__(self, spec: PacingSpec):
         self.spec = spec
         self.gain = START_GAIN
-        # (time, kind, value): kind "attempt" (value 1 if live answer), "abandon" (1/0 of a live answer)
-        self._events: Deque[Tuple[float, str, float]] = collections.deque()
+        # [time, kind, value]: kind "attempt" (value 1 if answered), "abandon" (1/0 of a live answer);
+        # lists, so that an answer found at the end to be a machine's can be taken back.
+        self._events: Deque[List] = collections.deque()
         self._delays: Deque[float] = collections.deque(maxlen=200)
         self._sorted: Optional[List[float]] = None
 
@@ -195,7 +196,7 @@ class Measures:
         while self._events and self._events[0][0] < edge:
             self._events.popleft()
 
-    def attempt(self, now: float, *, answered: bool, answer_delay: Optional[float] = None):
+    def attempt(self, now: float, *, answered: bool, answer_delay: Optional[float] = None) -> List:
         """An attempt's answer (when it comes) or its end unanswered: the answer rate and times to answer.
 
         Counted at the answer, not the call's end: answered calls end a talk
@@ -203,17 +204,24 @@ class Measures:
         the rate read low for as long as a talk lasts.
         """
         self._trim(now)
-        self._events.append((now, "attempt", 1.0 if answered else 0.0))
+        event = [now, "attempt", 1.0 if answered else 0.0]
+        self._events.append(event)
         if answered and answer_delay is not None and answer_delay >= 0:
             self._delays.append(answer_delay)
             self._sorted = None
+        return event
+
+    @staticmethod
+    def machine(event: List):
+        """An answer ``attempt`` counted turned out to be a machine's: no answer for the pacer's rate."""
+        event[2] = 0.0
 
     def record(self, now: float, *, live: bool, abandoned: bool = False):
         """A live answer's end: abandoned or not (machines are not recorded)."""
         if not live:
             return
         self._trim(now)
-        self._events.append((now, "abandon", 1.0 if abandoned else 0.0))
+        self._events.append([now, "abandon", 1.0 if abandoned else 0.0])
         if self.spec.mode != PREDICTIVE:
             return
         target = TARGET_SHARE * self.spec.abandon_cap

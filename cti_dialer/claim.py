@@ -65,6 +65,10 @@ class Claim:
     tries: int = 0               # originates built in this attempt (failover, throttle re-sends)
     sent: int = 0                # originates written to the switch in this attempt
     seen: Optional[str] = None   # idempotency key this claim holds
+    # Memory only: the daily attempt counter this attempt raised, given back
+    # if the number goes back unrung (not in the record: after a crash the
+    # count stays, the safe side of a cap).
+    cap_key: Optional[str] = None
 
     def advance(self, event: ClaimEvent) -> ClaimState:
         """Apply one lifecycle event; raises lifecycle.IllegalTransition and changes nothing if not allowed."""

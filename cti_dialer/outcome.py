@@ -147,7 +147,8 @@ class Attempt:
     agent_at: Optional[float] = None
     agent: str = ""
     left_queue: Optional[float] = None
-    counted: bool = False              # its answer went into its task's pacing measures
+    answer_seen: Optional[float] = None    # when we heard of its answer (our clock), paced tasks
+    pacing_event: Optional[list] = None    # its answer as counted in its task's pacing measures
     sip_code: Optional[int] = None     # variable_sip_term_status of the hangup
     q850: Optional[int] = None         # variable_hangup_cause_q850 of the hangup
     never_rang: bool = False       # the switch refused a second leg: no callee was ever reached

@@ -47,10 +47,12 @@ class Pacer:
     def on_answer(self, claim, source, now):
         """A paced task's call was answered: counted for the answer rate now, not when it ends."""
         att = claim.attempt
-        if getattr(source, "pacing", None) is None or att is None or not att.sent_at:
+        if getattr(source, "pacing", None) is None or att is None or not att.sent_at or att.answer_seen is not None:
             return
-        att.counted = True
-        self._measures(source).attempt(now, answered=True, answer_delay=max(0.0, now - att.sent_at))
+        att.answer_seen = now
+        att.pacing_event = self._measures(source).attempt(now, answered=True, answer_delay=max(0.0, now - att.sent_at))
+        # An answer changes what the task may dial (one fewer pending, one waiting).
+        self.board.wakeups.task(source.name)
 
     def on_finish(self, claim, source, verdict, result, now):
         """A paced task's attempt ended: whether it was abandoned, into its result and its measures."""
@@ -72,8 +74,10 @@ class Pacer:
             if abandoned:
                 self.abandoned[source.name] += 1
         measures = self._measures(source)
-        if att.answered_at is None and not att.counted:
+        if att.pacing_event is None:
             measures.attempt(now, answered=False)
+        elif verdict == Verdict.MACHINE:
+            measures.machine(att.pacing_event)      # a machine needs no agent: not an answer for the pace
         measures.record(now, live=live, abandoned=abandoned)
 
     # --- for the dispatcher ------------------------------------------------------------------
@@ -86,7 +90,12 @@ class Pacer:
             if claim.source_name != task.name or att is None:
                 continue
             if claim.state == ClaimState.ANSWERED:
-                if att.agent_at is None:
+                # Waiting for an agent: in the queue, or just answered and on
+                # its way there; not one that left it or never came (a
+                # machine's message, a dialplan without the queue).
+                if att.agent_at is None and att.left_queue is None and (
+                        att.queue_joined is not None
+                        or (att.answer_seen is not None and now - att.answer_seen <= task.pacing.agent_wait)):
                     waiting += 1
             elif claim.state in (ClaimState.CLAIMED, ClaimState.SENT, ClaimState.PARKED):
                 rang.append(max(0.0, now - att.sent_at) if att.sent_at else 0.0)

@@ -78,7 +78,7 @@ CPS_TOLERANCE = 0.05
 def task_pace(cps: float) -> Tuple[float, float]:
     """(seconds between two calls, tolerance) of a task's cps; (0, 0) for an unpaced task.
 
-    The tolerance is at most one interval: never two calls at once.
+    The tolerance is at most one interval (and 50 ms): at most cps x tolerance + 1 calls can start at once.
     """
     if not cps or cps <= 0:
         return 0.0, 0.0

@@ -96,6 +96,9 @@ for i = 1, tonumber(ARGV[3]) do
     out[i] = 'lost'
   elseif redis.call('SISMEMBER', KEYS[2], number) == 1 then
     out[i] = 'dnc'
+  elseif seen > 0 and (redis.call('GET', KEYS[3 + seen]) or id) ~= id then
+    -- A duplicate is one whatever the cap says: it is dropped, not deferred.
+    out[i] = 'duplicate'
   elseif cap > 0 and counter > 0 and (tonumber(redis.call('GET', KEYS[3 + counter])) or 0) >= cap then
     out[i] = 'capped'
   elseif seen > 0 and not redis.call('SET', KEYS[3 + seen], id, 'NX', 'EX', ARGV[1])
@@ -135,6 +138,20 @@ def mark_sent(client, *, inflight: str, dnc: str, host_name: str, owner: str,
     for claim_id, number, record, seen, counter in claims:
         args += [claim_id, number, encode_record(owner, record), index_of(seen), index_of(counter)]
     return [as_text(x) for x in _script(client, MARK_SENT)(keys=keys, args=args)]
+
+
+# Give back an attempt the daily cap counted for a number that went back unrung.
+# KEYS[1] the counter. Returns the count left. Never below 0, never creates the key.
+GIVE_BACK_ATTEMPT = r"""
+local n = tonumber(redis.call('GET', KEYS[1]))
+if n and n > 0 then return redis.call('DECR', KEYS[1]) end
+return 0
+"""
+
+
+def give_back_attempt(client, *, counter: str) -> int:
+    """Run GIVE_BACK_ATTEMPT."""
+    return int(_script(client, GIVE_BACK_ATTEMPT)(keys=[counter]))
 
 
 # Rewrite a claim's in-flight record (parked between two tries), only while

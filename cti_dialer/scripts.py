@@ -281,7 +281,9 @@ def _wake(value) -> Optional[float]:
 #                            encode it): removed, in-flight ARGV[11] with the reason
 #   {"ok", line, group}      removed from the set, lease taken, in-flight ARGV[8]
 #   {ARGV[9]}                past expires: removed, in-flight ARGV[9]
-#   {"requeued", score}      no open line (full, resting or out): written back at now + delay
+#   {"requeued", score}      no open line: written back at the end of a line's or
+#                            group's rest or outage, or at now + delay if sooner,
+#                            or (lines full) at now + delay within expires
 #   {ARGV[10]}               no free line and expires is 0 or too close: removed,
 #                            in-flight ARGV[10]
 # Every outcome that removes the member writes its in-flight record in the
@@ -321,12 +323,21 @@ if expires > 0 and now > expires then
   if not park(expired, '', 0) then return failed() end
   return {expired}
 end
-local line, entry = pick_line(read_groups(13, 5, now), KEYS[4], now)
+local line, entry, wake = pick_line(read_groups(13, 5, now), KEYS[4], now)
 if line then
   -- Encoded before the slot is taken: a failure leaves no lease or rest behind.
   if not park(claimed, line.name, entry.position) then return failed() end
   take_slot(line, entry, KEYS[4], id, now, expiry)
   return {'ok', line.name, entry.position}
+end
+-- A line that only rests or is out until a known time is not "no line": the
+-- member waits for that time (or the write-back delay, if sooner).
+if wake then
+  local at = math.min(wake, now + delay)
+  if expires == 0 or at <= expires then
+    redis.call('ZADD', KEYS[1], 'XX', at, member)
+    return {'requeued', tostring(at)}
+  end
 end
 if expires > 0 and now + delay <= expires then
   redis.call('ZADD', KEYS[1], 'XX', now + delay, member)

@@ -180,6 +180,10 @@ class Store:
             self.r, line_state=self.keys.line_state, pace_key=self.keys.pace(task), leases=candidates.keys(self.keys),
             groups=candidates, claim_id=claim_id, now=now, expiry=now + lease_ttl, pace=pacing.task_pace(cps)))
 
+    def give_back_attempt(self, counter: str) -> int:
+        """An attempt counted by MARK_SENT never rang: the number's daily count goes down again."""
+        return record_scripts.give_back_attempt(self.r, counter=counter)
+
     def line_result(self, line: str, worked: bool, threshold: int, interval: float, now: float) -> Tuple[str, int]:
         """Count one call's verdict on a line's health (LINE_RESULT): (transition, consecutive failures)."""
         return record_scripts.line_result(self.r, line_state=self.keys.line_state, line=line, worked=worked,

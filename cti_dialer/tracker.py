@@ -199,7 +199,7 @@ class CallTracker:
         """
         if not claims:
             return
-        marks = []
+        marks, counter_of = [], {}
         cap = self.config.dialer_daily_attempt_cap
         day = datetime.datetime.now(self.config.dialer_timezone).date().isoformat() if cap else ""
         for c in claims:
@@ -208,6 +208,7 @@ class CallTracker:
             # A fresh claim is an attempt (a first call or a redial); a failover
             # or throttle re-send is another try of the same one.
             counter = self.store.keys.attempts(day, c.entry.number) if cap and fresh else None
+            counter_of[c.claim_id] = counter
             marks.append((c.claim_id, c.entry.number, c.to_record(ClaimState.SENT), c.seen if fresh else None,
                           counter))
         try:
@@ -239,6 +240,8 @@ class CallTracker:
                 self.finish(claim, cause, Verdict.DROPPED, tracked=False)
                 continue
             claim.advance(ClaimEvent.SEND)
+            if counter_of.get(claim.claim_id):
+                claim.cap_key = counter_of[claim.claim_id]
             if fresh:
                 self._track(claim)
             else:
@@ -272,6 +275,13 @@ class CallTracker:
     def requeue(self, claim, tracked=True):
         """Put a number that never rang back where it came from (written by the writer)."""
         claim.advance(ClaimEvent.REQUEUE)
+        if claim.cap_key:
+            # It never rang: not an attempt after all.
+            key, claim.cap_key = claim.cap_key, None
+            try:
+                self.store.give_back_attempt(key)
+            except REDIS_ERRORS as exc:
+                log.warning("could not give back the daily attempt of %s (%s): it counts", claim.number, exc)
         self.writer.requeue(claim.claim_id, claim.to_record(ClaimState.CLAIMED))
         if tracked:
             self._untrack(claim)

@@ -118,3 +118,18 @@ def test_a_number_whose_zones_never_share_open_hours_is_rejected_with_the_reason
     (rec,) = world.rejected()
     assert "calling hours are never open in all 16 zones" in rec["reason"]
     assert world.switch.sent == []
+
+
+def test_an_attempt_that_never_went_out_is_given_back():
+    from cti_dialer.esl import EslNotSent
+    world = World(daily_attempt_cap="2")
+    task = setup(world)
+
+    def refuse(command):
+        raise EslNotSent("switch gone before a byte was written")
+    world.switch.send_async = refuse
+    world.tracker.start(task, [claim_of(world)])
+    world.write()
+    day = datetime.datetime.now(world.config.dialer_timezone).date().isoformat()
+    assert world.r.get(world.keys.attempts(day, "1001")) == b"0"          # counted, then given back
+    assert world.r.lrange("q:t1", 0, -1) == [b"1001"]                      # and the number waits, unrung

@@ -134,10 +134,42 @@ def test_failover_takes_the_pace_too(store):
     assert store.reserve_line("r3", cands, 100.45, 60, "t", 2).line == "a"
 
 
-def test_scheduled_calls_respect_line_rest(store):
+def test_scheduled_calls_wait_for_a_resting_line_instead_of_being_dropped(store):
     cands = gated(["a"], rest=5.0)
+    members = [b'{"number":"1"}', b'{"number":"2"}', b'{"number":"3"}']
+    store.r.zadd(KEYS.schedule_numbers, {members[0]: 90, members[1]: 91, members[2]: 92})
+    replies = store.claim_scheduled([(members[0], "s1", 0, "cfg", cands), (members[1], "s2", 200.0, "cfg", cands),
+                                     (members[2], "s3", 0, "cfg", cands)], 100.0, 60)
+    assert replies[0] == ("ok", "a", 0)
+    # The line rests until 105: the members wait for it, expires 0 or not.
+    assert replies[1] == ("requeued", 105.0, None) and replies[2] == ("requeued", 105.0, None)
+    assert store.r.zscore(KEYS.schedule_numbers, members[2]) == 105.0
+
+
+def test_scheduled_calls_still_follow_the_seeds_rule_for_full_lines(store):
+    full = Candidates([[("a", 1)]])
+    store.r.zadd("cti_dialer_line_lease@%s:a" % KEYS.domain, {"other": 1000})
+    store.r.zadd(KEYS.schedule_numbers, {b'{"number":"1"}': 90})
+    assert store.claim_scheduled([(b'{"number":"1"}', "s1", 0, "cfg", full)], 100.0, 60) == [("dropped", None, None)]
+
+
+def test_a_member_whose_line_rests_past_its_expiry_is_dropped(store):
+    cands = gated(["a"], rest=50.0)
     store.r.zadd(KEYS.schedule_numbers, {b'{"number":"1"}': 90, b'{"number":"2"}': 91})
     replies = store.claim_scheduled([(b'{"number":"1"}', "s1", 0, "cfg", cands),
-                                     (b'{"number":"2"}', "s2", 200.0, "cfg", cands)], 100.0, 60)
-    assert replies[0] == ("ok", "a", 0)
-    assert replies[1] == ("requeued", 160.0, None)                        # the line rests: the seed's write-back
+                                     (b'{"number":"2"}', "s2", 120.0, "cfg", cands)], 100.0, 60)
+    assert replies[1] == ("dropped", None, None)
+
+
+def test_a_duplicate_is_dropped_before_the_cap_is_looked_at(store):
+    store.r.set(KEYS.seen("t", "x"), "someone-else")
+    store.r.set("cap-key", 5)
+    store.r.hset(KEYS.inflight, "c1", "{}")
+    assert store.mark_sent([("c1", "1001", {}, KEYS.seen("t", "x"), "cap-key")], 60, cap=5) == ["duplicate"]
+    assert store.r.get("cap-key") == b"5"
+    store.r.hset(KEYS.inflight, "c2", "{}")
+    assert store.mark_sent([("c2", "1001", {}, None, "cap-key")], 60, cap=5) == ["capped"]
+    assert store.mark_sent([("c2", "1001", {}, None, "cap-key")], 60, cap=6) == ["ok"]
+    assert store.r.get("cap-key") == b"6" and store.give_back_attempt("cap-key") == 5
+    store.r.delete("cap-key")
+    assert store.give_back_attempt("cap-key") == 0 and not store.r.exists("cap-key")
