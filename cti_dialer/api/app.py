@@ -64,6 +64,13 @@ _KNOWN_PARAMS = sorted(model.TASK_PARAMS | model.LINE_PARAMS | model.SCHEDULE_PA
 
 def field_of(message, default="body"):
     """Which field an admin-layer reason is about, from its text (the model names fields in its reasons)."""
+    if message.startswith("line group"):
+        # A group's fields sit at the top of its JSON, not under params.
+        # ("line" names a line in most reasons, not the field.)
+        found = [(m.start(), name) for name in model.GROUP_FIELDS - {"line", "lines"}
+                 for m in [re.search(r"(?<![\w.])%s\b" % re.escape(name), message[len("line group"):])] if m]
+        if found:
+            return min(found)[1]
     m = re.search(r"unknown params ([A-Za-z0-9_]+)", message)
     if m:
         return "params." + m.group(1)

@@ -97,11 +97,20 @@ class EntryPatch(Strict):
     variables: Optional[Dict[str, Optional[VariableValue]]] = None
 
 
-class GroupPatch(Strict):
-    lines: Optional[List[StrictStr]] = None
-    line: Optional[List[Any]] = None
+class GroupFields(Strict):
+    """A line group's fields (docs/redis.rst, Line group JSON); the admin layer checks the values."""
+    lines: Optional[List[StrictStr]] = Field(None, description="One tier of line names.")
+    line: Optional[List[Any]] = Field(None, description="mod_cti's priority tiers: a list of lists of names.")
     enable: Optional[StrictBool] = None
+    rest: Optional[Any] = Field(None, description="mod_cti: milliseconds between two calls through the group.")
+    redialer_count: Optional[Any] = Field(None, description="mod_cti: group redials allowed per number.")
+    redialer_rule: Optional[Any] = Field(None, description="mod_cti: rule object(s) of calls to redial.")
+    no_redialer_rule: Optional[Any] = Field(None, description="mod_cti: rule object(s) of calls never redialed.")
     params: Optional[Dict[str, Any]] = None
+
+
+class GroupPatch(GroupFields):
+    pass
 
 
 class LineDoc(Strict):
@@ -114,11 +123,8 @@ class LineCreate(LineDoc):
     name: str = Name
 
 
-class GroupDoc(Strict):
-    lines: Optional[List[StrictStr]] = Field(None, description="One tier of line names.")
-    line: Optional[List[Any]] = Field(None, description="mod_cti's priority tiers: a list of lists of names.")
-    enable: Optional[StrictBool] = None
-    params: Optional[Dict[str, Any]] = None
+class GroupDoc(GroupFields):
+    pass
 
 
 class GroupCreate(GroupDoc):
@@ -207,7 +213,11 @@ class LineInfo(BaseModel):
     enable: bool
     capacity: int
     in_use: int
-    faulted: bool = Field(description="The line's JSON is refused by the daemon (so nothing dials on it).")
+    faulted: bool = Field(description="Nothing dials on it: its JSON is refused (see error), or fault detection "
+                                      "took it out of service (see out_of_service_until).")
+    out_of_service_until: Optional[float] = Field(None, description="Fault detection: when its next probe call "
+                                                  "may go (unix time); null while in service.")
+    consecutive_failures: int = Field(0, description="Fault detection: failed calls in a row, all hosts.")
     error: Optional[str] = None
     config: Any = None
 

@@ -11,7 +11,7 @@ from typing import Dict, List, Optional
 
 import orjson
 
-from .. import keys as keymod, model
+from .. import keys as keymod, messages, model
 from ..admin import _host_status, _task_status
 from ..model import as_text
 
@@ -175,9 +175,14 @@ def lines(r, config) -> List[dict]:
     raw = {as_text(k): v for k, v in r.hgetall(keys.lines).items()}
     names = sorted(raw)
     in_use = line_leases(r, keys, names)
+    health = messages.parse_line_state(r.hgetall(keys.line_state))
     out = []
     for name in names:
-        doc = {"name": name, "enable": False, "capacity": 0, "in_use": in_use[name], "faulted": False,
+        state = health.get(name, {})
+        out_until = state.get("out")
+        doc = {"name": name, "enable": False, "capacity": 0, "in_use": in_use[name],
+               "faulted": out_until is not None, "out_of_service_until": out_until,
+               "consecutive_failures": int(state.get("failures", 0)),
                "error": None, "config": _maybe_json(raw[name])}
         try:
             line = model.parse_line(name, raw[name])

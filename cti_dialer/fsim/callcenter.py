@@ -92,6 +92,7 @@ from collections import deque
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from .originate import separate_string
+from .outcome import _check_ms
 
 SUBCLASS = "callcenter::info"
 SYSTEM = "single_box"
@@ -161,14 +162,6 @@ def _check_name(kind: str, value: Any) -> str:
     if any(c in "| '\"\\" or ord(c) < 0x20 for c in value):
         raise ValueError("%s must not contain blanks, quotes, '|' or control characters: %r" % (kind, value))
     return value
-
-
-def _check_ms(name: str, value: Any, allow_none: bool = False) -> Optional[int]:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ValueError("%s must be a non-negative number of milliseconds, got %r" % (name, value))
-    return int(value)
 
 
 def _status_of(value: str) -> Optional[str]:

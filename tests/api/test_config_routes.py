@@ -112,6 +112,13 @@ ENTRIES = [
                                 ({"params": {"gateway": "g/", "limit": 1}, "variables": {"v": "a|b"}}, "variables.v")]),
     ("groups", "cti_line_group@test", {"lines": ["l1"]}, {"lines": ["l1", "l2"]},
      [({"lines": ["l1"], "colour": 1}, "colour"), ({"lines": ["l1", "l1"]}, "body"), ({"lines": "l1 l2"}, "lines")]),
+    # mod_cti's group, as its docs write it.
+    ("groups", "cti_line_group@test",
+     {"enable": True, "rest": 1000, "redialer_count": 3,
+      "redialer_rule": [{"hangup_sipcode": [408, 480], "hangup_cause": [19], "duration": 10, "bill": 1}],
+      "no_redialer_rule": [{"hangup_sipcode": [486], "hangup_cause": [17]}], "line": [["a", "b"], ["c"]]},
+     {"rest": 2000},
+     [({"line": ["a"], "redialer_rule": 5}, "redialer_rule"), ({"line": ["a"], "rest": -1}, "rest")]),
     ("schedule-configs", "cti_schedule_dialer_config@test",
      {"params": {"line_group": ["g1"], "destination_extension": "8888"}}, {"params": {"destination_extension": "7"}},
      [({"params": {"line_group": ["g1"]}}, "params.destination_extension"),
@@ -153,5 +160,11 @@ def test_line_list_reports_capacity_use_and_faults(api, r):
     r.zadd("cti_dialer_line_lease@test:l1", {"c1": 9e9, "c2": 9e9, "old": 1})
     items = {i["name"]: i for i in api.get("/api/v1/lines").get_json()["items"]}
     assert items["l1"] == {"name": "l1", "enable": True, "capacity": 10, "in_use": 2, "faulted": False,
+                           "out_of_service_until": None, "consecutive_failures": 0,
                            "error": None, "config": {"params": {"gateway": "sofia/gateway/gw1/", "limit": 10}}}
     assert items["bad"]["faulted"] is True and "limit" in items["bad"]["error"]
+    # Fault detection's state (written by the daemons' LINE_RESULT) shows too.
+    r.hset("cti_dialer_line_state@test", mapping={"out:l1": 1234.5, "failures:l1": 3})
+    items = {i["name"]: i for i in api.get("/api/v1/lines").get_json()["items"]}
+    assert (items["l1"]["faulted"], items["l1"]["out_of_service_until"], items["l1"]["consecutive_failures"]) == (
+        True, 1234.5, 3)

@@ -6,17 +6,11 @@ from cti_dialer.fsim.outcome import outcome_from_dict
 
 from tests.conftest import wait_for
 from tests.fsim.esl_client import EslTestClient
+from tests.fsim.test_calls import client  # noqa: F401  (the fixture: a client subscribed to ALL)
 
 pytestmark = pytest.mark.fsim
 
 
-@pytest.fixture
-def client(sim):
-    c = EslTestClient("127.0.0.1", sim.port)
-    assert c.auth().reply_text == "+OK accepted"
-    c.subscribe("ALL")
-    yield c
-    c.close()
 
 
 def kinds_of_a_run(seed, calls=40):
