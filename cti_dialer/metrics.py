@@ -6,6 +6,7 @@ them; only the originate latency histogram is observed per call.
 """
 import collections
 import logging
+import time
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -34,9 +35,16 @@ class DaemonCollector:
             for key, value in stats.items():
                 if key.startswith("cause:"):
                     failed.add_metric([owner, key[6:]], value)
+        machine = CounterMetricFamily("cti_dialer_calls_machine", "Attempts answered by an answering machine.",
+                                      labels=["task"])
+        for owner, stats in list(calls.stats.items()):
+            if stats.get("machine"):
+                machine.add_metric([owner], stats["machine"])
         yield started
         yield answered
         yield failed
+        yield machine
+        yield from _pacing_metrics(d)
         active = GaugeMetricFamily("cti_dialer_active_calls", "Calls followed now, per task.", labels=["task"])
         for owner, count in list(calls.active.items()):
             active.add_metric([owner], count)
@@ -73,6 +81,30 @@ class DaemonCollector:
                                   value=d.esl.reconnects)
         yield GaugeMetricFamily("cti_dialer_pending_writes", "Results waiting to be written to Redis.",
                                 value=len(d.writer))
+
+
+def _pacing_metrics(d):
+    """Paced tasks: abandoned calls, the abandon rate over their window, free agents and the gain."""
+    pacer = getattr(d, "pacer", None)
+    paced = [t for t in d.catalog.tasks.values() if t.pacing is not None] if pacer is not None else []
+    abandoned = CounterMetricFamily("cti_dialer_calls_abandoned", "Live answers of paced tasks not with an "
+                                    "agent within agent_wait (this host).", labels=["task"])
+    rate = GaugeMetricFamily("cti_dialer_abandon_rate", "Abandoned / live answers over the task's "
+                             "abandon_window (this host).", labels=["task"])
+    free = GaugeMetricFamily("cti_dialer_agents_free", "Free agents of the paced task's mod_callcenter queue.",
+                             labels=["task"])
+    gain = GaugeMetricFamily("cti_dialer_pacing_gain", "A predictive task's over-dial factor.", labels=["task"])
+    now = time.time()
+    for task in paced:
+        r, _, g = pacer.status(task, now)
+        abandoned.add_metric([task.name], pacer.abandoned[task.name])
+        rate.add_metric([task.name], r)
+        free.add_metric([task.name], pacer.board.view(task.pacing.queue, now).free)
+        gain.add_metric([task.name], g)
+    yield abandoned
+    yield rate
+    yield free
+    yield gain
 
 
 def make_registry(daemon):

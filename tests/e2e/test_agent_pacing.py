@@ -4,11 +4,14 @@ Time is compressed 60 times: a 60 s talk is 1 s, an hour is a minute, the
 US rule's 2 s greeting window is ``agent_wait`` 0.05 s.
 """
 import collections
+import json
 import time
+import urllib.request
 
 import pytest
 
 from cti_dialer.fsim import Outcome, OutcomeMix
+from cti_dialer.redis_server import free_port
 from tests.conftest import wait_for
 from tests.e2e.conftest import basic_setup, push, put_task, results, task_params, wait_settled
 
@@ -22,7 +25,9 @@ def agents(sim, n, talk_ms, wrap_up_ms=0, patience_ms=None):
         sim.callcenter.add_agent("agent%02d" % i, QUEUE, talk_ms=talk_ms, wrap_up_ms=wrap_up_ms)
 
 
-def test_progressive_never_has_more_calls_waiting_than_free_agents(r, sim, daemon, fault_report):
+def test_progressive_never_has_more_calls_waiting_than_free_agents(r, sim, daemon_factory, fault_report):
+    port = free_port()
+    daemon_factory(extra={"metrics": {"listen": "127.0.0.1:%d" % port}})
     agents(sim, 10, talk_ms=400)
     sim.default_outcome = OutcomeMix([(5, Outcome.answer(ring_ms=150, hold_ms=None)),
                                       (5, Outcome.no_answer(ring_ms=250))], seed=7)
@@ -39,6 +44,15 @@ def test_progressive_never_has_more_calls_waiting_than_free_agents(r, sim, daemo
     assert len(res) == 80 and stats["bridged"] >= 1
     assert stats["max_waiting"] <= 10
     assert len(abandoned) <= 1           # ratio 1: an answer finds its agent (one race at most)
+    # Visible to the operator: the task status and the metrics.
+    def status():
+        return json.loads(r.hget("cti_dialer_task_status@fs1", "t1"))
+    wait_for(lambda: status()["agents_free"] == 10, 10, message="the status at the next heartbeat")
+    assert status()["abandoned"] == len(abandoned)
+    assert abs(status()["abandon_rate"] - len(abandoned) / len(live)) < 0.01
+    text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5).read().decode()
+    assert 'cti_dialer_agents_free{task="t1"} 10.0' in text
+    assert 'cti_dialer_calls_abandoned_total{task="t1"} %d.0' % len(abandoned) in text
 
 
 def test_predictive_keeps_agents_busy_under_the_abandon_cap(r, sim, daemon, fault_report):
