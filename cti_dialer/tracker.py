@@ -1,8 +1,9 @@
 """Following calls from the moment a number is claimed until its end is decided.
 
 ``CallTracker`` owns every number this host has taken: it marks them sent,
-writes their originates, follows their events, fails over, backs off when
-the switch throttles, and hands each end to the result writer. Dispatchers
+writes their originates, follows their events, fails over and backs off when
+the switch throttles (``failover.Failover``), and hands each end to the
+result writer (``endings.Endings``). Dispatchers
 decide *what* to claim; this module moves each claim through the lifecycle
 table (``lifecycle.py``), which lets it end exactly once: dialed and
 recorded, or back where it came from. Configuration comes from the catalog
@@ -17,11 +18,12 @@ from typing import Dict, List
 
 import gevent
 import gevent.queue
-import orjson
 
-from . import model, originate, outcome, redial, scripts
-from .claim import Claim, HomeType, Kind
+from . import model, originate, outcome, redial
+from .claim import Claim, Kind
+from .endings import Endings, _next_midnight
 from .esl import Answered, CallcenterInfo, Disconnected, EslError, EslNotSent, HungUp, JobResult, SwitchShutdown
+from .failover import Failover
 from .lifecycle import ON_THE_SWITCH, RECOVERY, ClaimEvent, ClaimState
 from .outcome import Attempt, Verdict
 from .runtime import REDIS_ERRORS
@@ -43,7 +45,7 @@ JOB_ERROR_GRACE = 0.25
 STRANDED_AFTER = 120.0
 
 
-class CallTracker:
+class CallTracker(Endings, Failover):
     def __init__(self, *, config, host, store, esl, catalog, writer, wakeups, health, budget, latency=None,
                  pacer=None):
         self.config = config
@@ -272,56 +274,6 @@ class CallTracker:
             if text.startswith("-ERR"):
                 self.events.put_nowait(JobResult(uuid, text))
 
-    def requeue(self, claim, tracked=True):
-        """Put a number that never rang back where it came from (written by the writer)."""
-        claim.advance(ClaimEvent.REQUEUE)
-        if claim.cap_key:
-            # It never rang: not an attempt after all.
-            key, claim.cap_key = claim.cap_key, None
-            try:
-                self.store.give_back_attempt(key)
-            except REDIS_ERRORS as exc:
-                log.warning("could not give back the daily attempt of %s (%s): it counts", claim.number, exc)
-        self.writer.requeue(claim.claim_id, claim.to_record(ClaimState.CLAIMED))
-        if tracked:
-            self._untrack(claim)
-
-    def defer(self, claim, until, why, tracked=True):
-        """A number that may not be dialed now waits in Redis until ``until``, in one atomic step.
-
-        A queue number goes to its task's redial set (due numbers there are
-        taken before the queue), a schedule member back to the schedule set,
-        each scored ``until``; neither counts as an attempt. A schedule member
-        whose ``expires`` comes first is dropped as expired instead.
-        """
-        if claim.kind == Kind.SCHEDULE:
-            if claim.expires and until > claim.expires:
-                log.info("not dialing %s (%s %r): it %s and expires before %s", claim.number, claim.label,
-                         claim.source_name, why, time.strftime("%Y-%m-%d %H:%M", time.localtime(until)))
-                self.finish(claim, outcome.CAUSE_EXPIRED, Verdict.DROPPED, tracked=tracked)
-                return
-        elif claim.home_type != HomeType.SORTED_SET:
-            claim.home_key, claim.home_type = self.store.keys.retries(claim.source_name), HomeType.SORTED_SET
-            claim.home_raw = orjson.dumps({"raw": claim.raw.decode("utf-8", "surrogateescape"),
-                                           "attempt": claim.attempt_no, "done": claim.done,
-                                           "id": str(uuidlib.uuid4())})
-        claim.score = until
-        log.info("%s (%s %r) %s: waits in Redis until %s", claim.number, claim.label, claim.source_name, why,
-                 time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(until)))
-        self.stats[claim.owner]["deferred"] += 1
-        self.requeue(claim, tracked=tracked)
-
-    def reject(self, claim, reason):
-        """Bad input found after the claim: rejected record plus a REJECTED_INPUT result."""
-        # Reasons quote the bad value; it may be huge, and the reason also
-        # lands in the status record (last_error).
-        reason = model.raw_repr(reason, 500)
-        log.error("rejected number entry from %s (%s %r): %s", claim.home_key,
-                  "task" if claim.kind == Kind.QUEUE else "schedule config", claim.source_name, reason)
-        self.last_error[claim.owner] = "rejected number entry: %s" % reason
-        rejected = {"ts": time.time(), "host": self.host, "kind": "number", "name": claim.source_name,
-                    "source": claim.home_key, "raw": model.raw_repr(claim.raw), "reason": reason}
-        self.finish(claim, outcome.CAUSE_REJECTED, Verdict.REJECTED, tracked=False, rejected=rejected)
 
     # --- events -------------------------------------------------------------------------
 
@@ -452,45 +404,6 @@ class CallTracker:
             return
         self.finish(claim, cause, verdict)
 
-    def _report_line(self, line, worked, cause):
-        """Count a call for or against its line's health, on every host (fault detection)."""
-        try:
-            transition, failures = self.store.line_result(line.name, worked, line.fault_threshold,
-                                                          line.fault_try_interval, time.time())
-        except REDIS_ERRORS as exc:
-            log.warning("line %s: could not count a call for fault detection: %s", line.name, exc)
-            return
-        if transition == "faulted":
-            log.error("line %s out of service after %d consecutive failed calls (last: %s); "
-                      "one probe call in %.0fs decides whether it comes back",
-                      line.name, failures, cause, line.fault_try_interval)
-        elif transition == "still_out":
-            log.warning("line %s: a call failed while out of service (%s): next probe in %.0fs",
-                        line.name, cause, line.fault_try_interval)
-        elif transition == "recovered":
-            log.warning("line %s back in service: a call went through", line.name)
-
-    def _switch_refused(self, claim, att):
-        """The switch refused the command itself: nothing was dialed; the number waits, the host backs off."""
-        now = time.time()
-        self.budget.refused(now)
-        if not self.health.switch_fault:
-            log.error("FreeSWITCH refuses originates (%s): nothing is dialed, numbers wait in their queues; "
-                      "check the event socket's ACL and the password's permissions. Trying again after %.1fs",
-                      att.job_cause, self.budget.pause)
-        self.health.switch_fault = att.job_cause
-        self.stats[claim.owner]["switch_refused"] += 1
-        self.requeue(claim)
-
-    def _park_unrung(self, claim):
-        """Record that the claim's number has not rung: a crash now requeues it. False: no longer ours."""
-        try:
-            if self.store.update_inflight(claim.claim_id, claim.to_record()) == "lost":
-                self._lose(claim, "while parked between two tries")
-                return False
-        except REDIS_ERRORS:
-            pass    # the "sent" record stays: recovery would say UNKNOWN, never redial
-        return True
 
     def _lose(self, claim, when, tracked=True):
         log.warning("claim %s (%s, %s %r) is no longer this instance's (taken over by another daemon, settled "
@@ -500,175 +413,6 @@ class CallTracker:
             claim.advance(ClaimEvent.LOSE)
         if tracked:
             self._untrack(claim)
-
-    def _resend_when_ready(self, claim, source, line_name):
-        """Wait for the switch, then send the claim again on ``line_name`` (or put it back)."""
-        while not self.esl.ready.is_set() and not self.stopping.is_set():
-            self.esl.ready.wait(1.0)
-        # Failover and throttle re-sends are originates like any other: they
-        # go at the budget's pace, never all at once after a pause.
-        self._take_send_slot()
-        line = self.catalog.line(line_name)
-        if self.stopping.is_set() or source is None or line is None:
-            self.requeue(claim)
-            return
-        try:
-            cmd = self.command(source, claim, line)
-        except originate.UnsafeValue as exc:
-            self.reject(claim, str(exc))
-            self._untrack(claim)
-            return
-        self.send([claim], {claim.claim_id: cmd}, fresh=False)
-
-    def _fail_over(self, claim, cause):
-        """Route failure on one group: the same number on the next group, once per group."""
-        if not self._park_unrung(claim):
-            return
-        source = self.catalog.source_of(claim)
-        old_line = claim.line
-        log.info("route failure %s on line %s (%s %r, group %d): failing over",
-                 cause, old_line, claim.kind.value, claim.source_name, claim.group)
-        nxt = None
-        deadline = time.time() + self.config.dialer_failover_wait
-        while source is not None and claim.group + 1 < len(source.line_groups) and not self.stopping.is_set():
-            # The next groups may be busy right now: wait for a slot rather
-            # than drop a number that never reached its callee.
-            tried_at = time.time()
-            try:
-                if claim.line:
-                    self.store.release_line(claim.line, claim.claim_id)
-                    claim.line = None
-                candidates = self.catalog.candidates(source, claim.group + 1)
-                reply = self.store.reserve_line(claim.claim_id, candidates, time.time(),
-                                                self.config.dialer_line_lease_ttl, claim.source_name,
-                                                getattr(source, "cps", 0.0)) if candidates else None
-                nxt = (reply.line, reply.group) if reply is not None and reply.line else None
-            except REDIS_ERRORS as exc:
-                # Redis away is not "no free line": that time does not count
-                # against failover_wait.
-                deadline += time.time() - tried_at + 0.2
-                log.warning("failover of %s postponed until Redis answers: %s", claim.claim_id, exc)
-                reply = None
-            if nxt is not None:
-                break
-            pause = 0.2
-            if reply is not None and reply.status == scripts.PACED:
-                # The task's cps is not "no free line": the failover waits its turn.
-                pause = max(0.001, min(reply.wake - time.time(), 60.0))
-                deadline += pause
-            elif reply is not None and reply.wake is not None:
-                pause = max(0.001, min(pause, reply.wake - time.time()))
-            if time.time() >= deadline:
-                break
-            self.stopping.wait(pause)
-            source = self.catalog.source_of(claim)
-        if self.stopping.is_set() and nxt is None:
-            self.requeue(claim)         # it never rang: back to the queue
-            return
-        if nxt is None:
-            # Every remaining group failed or was full: the attempt ends with
-            # the route cause; the number is not dialed again. (Freeing an
-            # already freed lease again is harmless.)
-            claim.line = claim.line or old_line
-            self.finish(claim, cause, Verdict.ROUTE)
-            return
-        line_name, offset = nxt
-        claim.line = line_name
-        claim.group = claim.group + 1 + offset
-        self._resend_when_ready(claim, source, line_name)
-
-    def _retry_throttled(self, claim, cause):
-        """FreeSWITCH refused for capacity: wait out the pause, then resend at the budget's pace."""
-        if self._park_unrung(claim):
-            self._resend_when_ready(claim, self.catalog.source_of(claim), claim.line)
-
-    def _take_send_slot(self) -> bool:
-        """Wait for the budget to allow one originate; False when stopping first."""
-        while not self.stopping.is_set():
-            now = time.time()
-            if self.budget.take(1, now):
-                return True
-            self.stopping.wait(self.budget.wait(now) or 0.01)
-        return False
-
-    def throttled_for(self, now):
-        """Seconds until new originates may start (0 when one may go now)."""
-        return self.budget.wait(now)
-
-    # --- ends -----------------------------------------------------------------------------
-
-    def finish(self, claim, cause, verdict, tracked=True, rejected=None):
-        """End the attempt: result, counters and, when the strategy says so, a durable redial.
-
-        The END transition comes first: a claim that already ended raises
-        lifecycle.IllegalTransition here, before a second result exists.
-        """
-        claim.advance(ClaimEvent.END)
-        ts = time.time()
-        source = self.catalog.source_of(claim)
-        result = result_record(self.host, claim, source, cause, verdict, ts)
-        if rejected is not None:
-            result["error"] = rejected["reason"]
-        if self.pacer is not None:
-            self.pacer.on_finish(claim, source, verdict, result, ts)
-        klass = redial.outcome_class(cause, verdict)
-        decision = self._redial_decision(claim, source, klass, verdict, ts)
-        retry = None
-        if decision is not None:
-            due, counted_as = decision
-            retry = self._redial_member(claim, counted_as, due)
-            result.update(next_due=due, redial_class=counted_as)
-            log.info("redial of %s (%s %r) after %s at %s, attempt %d", claim.number, claim.kind.value,
-                     claim.source_name, cause, time.strftime("%H:%M:%S", time.localtime(due)), claim.attempt_no + 1)
-        counts = {"results": 1, "originates": claim.sent,
-                  (verdict.value if verdict in _ANSWERS else "cause:" + cause): 1}
-        if verdict not in (*_ANSWERS, Verdict.DROPPED, Verdict.REJECTED):
-            counts["failed"] = 1
-        if retry is not None:
-            counts["redials_scheduled"] = 1
-        self.writer.finish(claim.claim_id, claim.line, result, rejected,
-                           (self.store.keys.counters(claim.owner), counts), retry)
-        if tracked:
-            self._untrack(claim)
-        counters = self.stats[claim.owner]
-        counters["last_end"] = int(ts)
-        if verdict in _ANSWERS:
-            counters[verdict.value] += 1        # "answered", or "machine": never a live answer
-        elif verdict == Verdict.REJECTED:
-            counters["rejected"] += 1
-        else:
-            counters["failed"] += 1
-            counters["cause:" + cause] += 1
-        att = claim.attempt
-        log.info("call %s %s=%s line=%s uuid=%s attempt=%d cause=%s answered=%s billsec=%d",
-                 claim.number, claim.label, claim.source_name, claim.line, att.uuid if att else "",
-                 claim.attempt_no, cause, verdict == Verdict.ANSWERED, att.billsec if att else 0)
-
-    def _redial_decision(self, claim, source, klass, verdict, now):
-        """(due, done key) of the redial the task's strategy and its line group's rules call for, or None."""
-        if source is None:
-            return None
-        group = None
-        if claim.line and claim.group < len(source.line_groups):
-            group = self.catalog.groups.get(source.line_groups[claim.group])
-        att = claim.attempt
-        facts = att.facts(now) if att is not None and att.sent_at and att.job_done else None
-        return redial.decide_call(source.redial, group.redial if group is not None else redial.NO_GROUP_RULES,
-                                  klass, verdict, facts, claim.done, now)
-
-    def _redial_member(self, claim, klass, due):
-        """(key, score, member) of the redial to schedule for this claim."""
-        done = dict(claim.done)
-        done[klass] = done.get(klass, 0) + 1
-        if claim.kind == Kind.SCHEDULE:
-            doc = model.loads(claim.raw)
-            params = dict(doc.get("params") or {})
-            params.update(attempt=claim.attempt_no + 1, redial_done=done, redial_id=str(uuidlib.uuid4()))
-            doc["params"] = params
-            return self.store.keys.schedule_numbers, due, orjson.dumps(doc)
-        member = {"raw": claim.raw.decode("utf-8", "surrogateescape"), "attempt": claim.attempt_no + 1,
-                  "done": done, "id": str(uuidlib.uuid4())}
-        return self.store.keys.retries(claim.source_name), due, orjson.dumps(member)
 
     # --- reconciling with the switch -------------------------------------------------------
 
@@ -756,40 +500,6 @@ class CallTracker:
             claim = self.claims.get(claim_id)
             if claim is not None:
                 self._lose(claim, "while its call was followed")
-
-
-def _next_midnight(tz) -> float:
-    """The next local midnight in ``tz``, as unix time (the start of the next attempt-cap day)."""
-    now = datetime.datetime.now(tz)
-    tomorrow = (now + datetime.timedelta(days=1)).date()
-    return datetime.datetime.combine(tomorrow, datetime.time(), tzinfo=tz).timestamp()
-
-
-# Answered calls: by a person, or by a machine (counted apart, no failure).
-_ANSWERS = (Verdict.ANSWERED, Verdict.MACHINE)
-
-
-def result_record(host, claim, source, cause, verdict, ts):
-    """The result record of an ended attempt (the stream's fields, documented in docs/redis.rst)."""
-    att = claim.attempt
-    group = source.line_groups[claim.group] if source is not None and claim.group < len(source.line_groups) else ""
-    answered_at, ended, ring_time = att.times(ts) if att and att.sent_at else (None, ts, "")
-    queue = source.number_queue if claim.kind == Kind.QUEUE and source is not None else claim.home_key
-    return {
-        "ts": ts, "host": host, "kind": claim.kind.value, "queue": queue, claim.label: claim.source_name,
-        "number": claim.number, "id": claim.entry.id if claim.entry and claim.entry.id is not None else "",
-        "number_variables": dict(claim.entry.variables) if claim.entry else {},
-        "line": claim.line or "", "group_index": claim.group, "line_group": group,
-        "uuid": att.uuid if att else "", "claim_id": claim.claim_id, "attempt": claim.attempt_no,
-        "try": claim.tries, "cause": cause, "verdict": verdict.value, "answered": verdict == Verdict.ANSWERED,
-        "machine": verdict == Verdict.MACHINE,
-        "billsec": att.billsec if att else 0,
-        "sip_code": att.sip_code if att and att.sip_code is not None else "",
-        "q850": att.q850 if att and att.q850 is not None else "",
-        "ring_time": ring_time, "claimed_at": claim.claimed_at,
-        "sent_at": att.sent_at if att else "", "answered_at": answered_at or "", "ended_at": ended,
-        **({"scheduled_at": claim.score, "expires": claim.expires} if claim.kind == Kind.SCHEDULE else {}),
-    }
 
 
 def _is_uuid(value):
