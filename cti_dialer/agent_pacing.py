@@ -13,11 +13,12 @@ progressive
 predictive
     Over-dials from what the task measured, timed to the agents: it keeps
     the answers expected from calls ringing now plus those placed now at
-    (agents expected free when a call placed now is answered) x gain.
-    "Expected free" counts free agents, plus busy agents whose call (begun
-    at the time the switch reported, at the queue's measured mean talk
-    time, plus wrap-up) ends within the measured mean time to answer,
-    minus answered calls already waiting. A call ringing for t seconds is
+    (agents expected free when an early answer to a call placed now could
+    have waited ``agent_wait``) x gain. "Expected free" counts free agents,
+    plus busy agents whose call (begun when the event came, at the queue's
+    measured mean talk time, plus wrap-up) ends by then, minus answered
+    calls already waiting; "an early answer" is the ``EARLY_QUANTILE`` of
+    the measured times to answer. A call ringing for t seconds is
     expected to answer with the chance left for it given the measured
     answer rate and the measured times to answer (a call that rang longer
     than any answered one is no answer). The gain is a stochastic
@@ -54,9 +55,8 @@ MIN_GAIN = 0.2
 # A task starts cautious: before it measured anything every agent is free,
 # and dialing for all of them at once is what abandons calls.
 START_GAIN = 0.6
-# Before a task has measured anything: assume this answer rate and delay.
+# Before a task has measured anything: assume this answer rate.
 PRIOR_ANSWER_RATE, PRIOR_WEIGHT = 0.3, 10
-PRIOR_ANSWER_DELAY = 10.0
 # How soon a paced task with an idle agent looks again when nothing wakes it.
 IDLE_AGENT_LOOK = 0.05
 # The most calls one look starts, as a share of the agents logged in.
@@ -236,9 +236,6 @@ class Measures:
     def answer_rate(self) -> float:
         attempts = [v for _, kind, v in self._events if kind == "attempt"]
         return (sum(attempts) + PRIOR_ANSWER_RATE * PRIOR_WEIGHT) / (len(attempts) + PRIOR_WEIGHT)
-
-    def answer_delay(self) -> float:
-        return sum(self._delays) / len(self._delays) if self._delays else PRIOR_ANSWER_DELAY
 
     def early_answer(self) -> float:
         """How soon a call placed now may be answered: the ``EARLY_QUANTILE`` of the measured times (0 before any)."""

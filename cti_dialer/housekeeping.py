@@ -144,9 +144,8 @@ class Housekeeping:
         pacer = self.pacer
         if task is None or task.pacing is None or pacer is None:
             return {}
-        rate, _, gain = pacer.status(task, now)
-        return {"abandoned": pacer.abandoned[task.name], "abandon_rate": round(rate, 4),
-                "agents_free": pacer.board.view(task.pacing.queue, now).free, "pacing_gain": round(gain, 3)}
+        report = pacer.report(task, now)
+        return dict(report, abandon_rate=round(report["abandon_rate"], 4), pacing_gain=round(report["pacing_gain"], 3))
 
     def read_line_health(self):
         """Outages and failure counts of the domain's lines, as every host sees them (for metrics)."""

@@ -96,11 +96,11 @@ def _pacing_metrics(d):
     gain = GaugeMetricFamily("cti_dialer_pacing_gain", "A predictive task's over-dial factor.", labels=["task"])
     now = time.time()
     for task in paced:
-        r, _, g = pacer.status(task, now)
-        abandoned.add_metric([task.name], pacer.abandoned[task.name])
-        rate.add_metric([task.name], r)
-        free.add_metric([task.name], pacer.board.view(task.pacing.queue, now).free)
-        gain.add_metric([task.name], g)
+        report = pacer.report(task, now)
+        abandoned.add_metric([task.name], report["abandoned"])
+        rate.add_metric([task.name], report["abandon_rate"])
+        free.add_metric([task.name], report["agents_free"])
+        gain.add_metric([task.name], report["pacing_gain"])
     yield abandoned
     yield rate
     yield free

@@ -102,8 +102,9 @@ class Pacer:
         view = self.board.view(task.pacing.queue, now)
         return agent_pacing.room(task.pacing, view, self._measures(task), rang=rang, waiting=waiting, now=now)
 
-    def status(self, task, now):
-        """(abandon rate over the window, live answers in it, gain) of a paced task, for its status record."""
+    def report(self, task, now) -> dict:
+        """A paced task's figures, for its status record and the metrics."""
         measures = self._measures(task)
-        rate, answers = measures.abandon_rate(now)
-        return rate, answers, measures.gain
+        rate, _ = measures.abandon_rate(now)
+        return {"abandoned": self.abandoned[task.name], "abandon_rate": rate,
+                "agents_free": self.board.view(task.pacing.queue, now).free, "pacing_gain": measures.gain}

@@ -75,9 +75,7 @@ def parse(value, where="redial") -> Strategy:
         count, interval = rule["count"], rule.get("interval", 0)
         if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_COUNT:
             raise RedialError("%s.%s.count must be an integer 0..%d, not %r" % (where, name, MAX_COUNT, count))
-        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not 0 <= interval <= MAX_INTERVAL:
-            raise RedialError("%s.%s.interval must be seconds 0..%d, not %r" % (where, name, MAX_INTERVAL, interval))
-        rules.append((name, Rule(count=count, interval=float(interval))))
+        rules.append((name, Rule(count=count, interval=_seconds(interval, "%s.%s.interval" % (where, name)))))
     return Strategy(rules=tuple(sorted(rules)))
 
 
