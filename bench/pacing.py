@@ -8,7 +8,8 @@ a 60 s talk takes 1 s, a simulated hour one minute; the US rule's 2 s window
 is 2/60 s... rounded up to ``agent_wait`` below). It prints, per shape,
 occupancy (talk time / time agents were available) and abandon rate (live
 answers not with an agent within ``agent_wait`` / live answers), over the
-run after the first results, and every 10 s while it runs.
+run after the first results, and every 10 s while it runs; and the daemon's
+CPU (one core = 100 %), which time compression multiplies as it does calls.
 """
 import argparse
 import json
@@ -22,7 +23,7 @@ import redis
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench.run import DOMAIN, HOST, daemon_config, start_daemon, stop  # noqa: E402
+from bench.run import DOMAIN, HOST, cpu_seconds, daemon_config, start_daemon, stop  # noqa: E402
 from cti_dialer.fsim import FreeSwitchSimulator, Outcome, OutcomeMix  # noqa: E402
 from cti_dialer.redis_server import RedisServer  # noqa: E402
 
@@ -77,7 +78,7 @@ def run_shape(name, seconds, compress, tmp):
             base, seen = sim.callcenter.stats(QUEUE), r.xrevrange(stream, count=1)[0][0]
             first = base
             live = abandoned = calls = 0
-            t0 = time.time()
+            t0, cpu0 = time.time(), cpu_seconds(proc.pid)
             while time.time() - t0 < seconds:
                 time.sleep(10 if seconds >= 20 else seconds)
                 entries = r.xrange(stream, "(" + seen.decode())
@@ -88,14 +89,15 @@ def run_shape(name, seconds, compress, tmp):
                 now_stats = sim.callcenter.stats(QUEUE)
                 occ = (now_stats["talk_ms"] - base["talk_ms"]) / max(1, now_stats["available_ms"] - base["available_ms"])
                 status = json.loads(r.hget("cti_dialer_task_status@%s" % HOST, "p") or "{}")
-                print("  %-20s t=%3.0fs occupancy %5.1f%%  abandon %5.2f%% (%d/%d)  gain %.2f  calls %d" % (
+                print("  %-20s t=%3.0fs occupancy %5.1f%%  abandon %5.2f%% (%d/%d)  risk %.4f  calls %d" % (
                     name, time.time() - t0, occ * 100, 100.0 * len(ab) / max(1, len(lv)), len(ab), len(lv),
-                    status.get("pacing_gain", 0), len(entries)), flush=True)
+                    status.get("pacing_risk", 0), len(entries)), flush=True)
                 base = now_stats
                 live, abandoned, calls = live + len(lv), abandoned + len(ab), calls + len(entries)
             end = sim.callcenter.stats(QUEUE)
+            cpu = (cpu_seconds(proc.pid) - cpu0) / (time.time() - t0)
             occupancy = (end["talk_ms"] - first["talk_ms"]) / max(1, end["available_ms"] - first["available_ms"])
-            return occupancy, abandoned / max(1, live), live, calls
+            return occupancy, abandoned / max(1, live), live, calls, cpu
         finally:
             stop(proc)
     finally:
@@ -113,13 +115,12 @@ def main():
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
-            occupancy, rate, live, calls = run_shape(name, args.seconds, args.compress, tmp)
-            rows.append((name, occupancy, rate, live, calls))
-    print("\n%-22s %10s %9s %6s %7s" % ("shape", "occupancy", "abandon", "live", "calls"))
-    for name, occupancy, rate, live, calls in rows:
+            rows.append((name,) + run_shape(name, args.seconds, args.compress, tmp))
+    print("\n%-22s %10s %9s %6s %7s %6s" % ("shape", "occupancy", "abandon", "live", "calls", "cpu"))
+    for name, occupancy, rate, live, calls, cpu in rows:
         mode, agents, p, talk, wrap, _, _ = SHAPES[name]
-        print("%-22s %9.1f%% %8.2f%% %6d %7d   (%s, %d agents, %d%% answer, %d s talk, %d s wrap-up)" % (
-            name, occupancy * 100, rate * 100, live, calls, mode, agents, p * 100, talk, wrap))
+        print("%-22s %9.1f%% %8.2f%% %6d %7d %5.0f%%   (%s, %d agents, %d%% answer, %d s talk, %d s wrap-up)" % (
+            name, occupancy * 100, rate * 100, live, calls, cpu * 100, mode, agents, p * 100, talk, wrap))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ in production (log level WARNING, as operators run it at high call rates).
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile

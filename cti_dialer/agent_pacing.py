@@ -11,24 +11,28 @@ progressive
     queue) never exceed free agents x ``ratio`` (default 1.0): with ratio 1
     no answered call can find every agent busy because of this task.
 predictive
-    Over-dials from what the task measured, timed to the agents: it keeps
-    the answers expected from calls ringing now plus those placed now at
-    (agents expected free when an early answer to a call placed now could
-    have waited ``agent_wait``) x gain. "Expected free" counts free agents,
-    plus busy agents whose call (begun when the event came, at the queue's
-    measured mean talk time, plus wrap-up) ends by then, minus answered
-    calls already waiting; "an early answer" is the ``EARLY_QUANTILE`` of
-    the measured times to answer. A call ringing for t seconds is
-    expected to answer with the chance left for it given the measured
-    answer rate and the measured times to answer (a call that rang longer
-    than any answered one is no answer). The gain is a stochastic
-    approximation on the abandon rate: each abandoned live answer lowers it
-    by ``STEP``, each one taken in time raises it by STEP x target /
-    (1 - target), with target = ``TARGET_SHARE`` x ``abandon_cap``: it
-    settles where the share of abandoned answers is the target. While the
-    rate over the rolling window (``abandon_window``, default 30 min) is at
-    or above the cap, each abandon also cuts it by ``OVER_CAP_CUT``.
-    Answering machines are neither live answers nor abandons.
+    Places calls one at a time while the next one's *risk* stays under the
+    task's threshold: the chance that, if it is answered, no agent takes it
+    within ``agent_wait``. For each of ``ANSWER_POINTS`` equally likely
+    times to answer (quantiles of the task's measured ones) the pacer
+    counts the agents free by then plus ``agent_wait`` (free now, and busy
+    ones whose call - begun at the bridge, at the queue's measured mean
+    talk time, plus wrap-up - ends by then, less answered calls already
+    waiting) and the answers expected before it from every call ringing
+    for the queue (each with the chance left for it given its age, its
+    task's answer rate and times to answer, and the calls placed in this
+    look); the risk is the mean over those times of the chance that the
+    answers before it take every such agent (a normal approximation of a
+    sum of independent answers). The threshold is a stochastic
+    approximation on the abandon rate, in log space: each abandoned live
+    answer multiplies it by exp(-``STEP``), each one taken in time by
+    exp(``STEP`` x target / (1 - target)), with target = ``TARGET_SHARE``
+    x ``abandon_cap``: it settles where the share of abandoned answers is
+    the target. While the rate over the rolling window (``abandon_window``,
+    default 30 min) is at or above the cap, each abandon also cuts it by
+    ``OVER_CAP_CUT``. Before the task has measured a time to answer it
+    dials progressively (ratio 1). Answering machines are neither live
+    answers nor abandons.
 """
 import bisect
 import collections
@@ -48,21 +52,23 @@ AVAILABLE = ("Available", "Available (On Demand)")
 IDLE_STATE = "Waiting"
 
 # Predictive controller constants (documented in docs/redis.rst).
-STEP = 0.03              # gain change per abandoned live answer
-TARGET_SHARE = 0.8       # aim at this share of the cap
+STEP = 0.05              # log change of the risk threshold per abandoned live answer
+TARGET_SHARE = 0.7       # aim at this share of the cap (an hour is noisy: see docs)
 OVER_CAP_CUT = 0.9       # and cut harder while the window's rate is over the cap
-MIN_GAIN = 0.2
-# A task starts cautious: before it measured anything every agent is free,
-# and dialing for all of them at once is what abandons calls.
-START_GAIN = 0.6
+# The threshold starts here and stays within these bounds.
+START_RISK, MIN_RISK, MAX_RISK = 0.005, 1e-6, 0.5
+# Answer times the risk is averaged over (equally likely quantiles of the measured ones).
+ANSWER_POINTS = 5
 # Before a task has measured anything: assume this answer rate.
 PRIOR_ANSWER_RATE, PRIOR_WEIGHT = 0.3, 10
-# How soon a paced task with an idle agent looks again when nothing wakes it.
+# How soon a paced task with ringing calls or an agent coming free looks
+# again when nothing wakes it: the risk of its next call changes as its
+# calls ring on. A quarter of agent_wait, so a short wait is not overslept.
 IDLE_AGENT_LOOK = 0.05
 # The most calls one look starts, as a share of the agents logged in.
 PER_LOOK_SHARE = 0.1
-# The share of answers that come sooner than the time the pacer plans for.
-EARLY_QUANTILE = 0.2
+# A bound whatever the measures say: calls ringing per agent logged in, in expected answers.
+RING_CEILING = 3.0
 
 
 class PacingError(ValueError):
@@ -77,12 +83,11 @@ class PacingSpec:
     abandon_cap: float = 0.03       # predictive: the abandon rate to stay under
     abandon_window: float = 1800.0  # seconds of results the abandon rate is measured over
     agent_wait: float = 2.0         # an answered call not with an agent within this long is abandoned
-    max_gain: float = 3.0           # predictive: the most the over-dial factor may grow to
 
 
 # What the switch's api argument may hold (originate.build_api checks it again).
 _QUEUE_NAME = re.compile(r"[A-Za-z0-9_.:@/+=-]{1,128}")
-_FIELDS = {"mode", "queue", "ratio", "abandon_cap", "abandon_window", "agent_wait", "max_gain"}
+_FIELDS = {"mode", "queue", "ratio", "abandon_cap", "abandon_window", "agent_wait"}
 
 
 def parse(value) -> Optional[PacingSpec]:
@@ -112,8 +117,7 @@ def parse(value) -> Optional[PacingSpec]:
     return PacingSpec(mode=mode, queue=queue, ratio=number("ratio", 1.0, 0.1, 10.0),
                       abandon_cap=number("abandon_cap", 0.03, 0.001, 0.5),
                       abandon_window=number("abandon_window", 1800.0, 10.0, 30 * 86400.0),
-                      agent_wait=number("agent_wait", 2.0, 0.0, 600.0),
-                      max_gain=number("max_gain", 3.0, 1.0, 20.0))
+                      agent_wait=number("agent_wait", 2.0, 0.0, 600.0))
 
 
 # --- the switch's agents ---------------------------------------------------------------------
@@ -180,11 +184,11 @@ def view(agents: Mapping[str, Agent], mean_talk: float, now: float) -> QueueView
 # --- what the task measured ---------------------------------------------------------------
 
 class Measures:
-    """A task's recent outcomes (this host): answer rate, times to answer, abandon rate, and the gain."""
+    """A task's recent outcomes (this host): answer rate, times to answer, abandon rate, and the risk threshold."""
 
     def __init__(self, spec: PacingSpec):
         self.spec = spec
-        self.gain = START_GAIN
+        self.risk = START_RISK
         # [time, kind, value]: kind "attempt" (value 1 if answered), "abandon" (1/0 of a live answer);
         # lists, so that an answer found at the end to be a machine's can be taken back.
         self._events: Deque[List] = collections.deque()
@@ -226,35 +230,45 @@ class Measures:
             return
         target = TARGET_SHARE * self.spec.abandon_cap
         if abandoned:
-            self.gain -= STEP
+            self.risk *= math.exp(-STEP)
             if self.abandon_rate(now)[0] >= self.spec.abandon_cap:
-                self.gain *= OVER_CAP_CUT
+                self.risk *= OVER_CAP_CUT
         else:
-            self.gain += STEP * target / (1.0 - target)
-        self.gain = min(self.spec.max_gain, max(MIN_GAIN, self.gain))
+            self.risk *= math.exp(STEP * target / (1.0 - target))
+        self.risk = min(MAX_RISK, max(MIN_RISK, self.risk))
 
     def answer_rate(self) -> float:
         attempts = [v for _, kind, v in self._events if kind == "attempt"]
         return (sum(attempts) + PRIOR_ANSWER_RATE * PRIOR_WEIGHT) / (len(attempts) + PRIOR_WEIGHT)
 
-    def early_answer(self) -> float:
-        """How soon a call placed now may be answered: the ``EARLY_QUANTILE`` of the measured times (0 before any)."""
-        if not self._delays:
-            return 0.0
+    def delays(self) -> List[float]:
+        """The measured times to answer, sorted (empty before the first answer)."""
         if self._sorted is None:
             self._sorted = sorted(self._delays)
-        return self._sorted[int(EARLY_QUANTILE * (len(self._sorted) - 1))]
+        return self._sorted
 
-    def answer_chance(self, rang: float, rate: Optional[float] = None) -> float:
-        """The chance a call that has rung ``rang`` seconds without an answer is still answered."""
+    def answer_points(self) -> List[float]:
+        """``ANSWER_POINTS`` equally likely times to answer: the middle of each share of the measured ones."""
+        delays = self.delays()
+        n = len(delays)
+        return [delays[min(n - 1, int((i + 0.5) * n / ANSWER_POINTS))] for i in range(ANSWER_POINTS)] if n else []
+
+    def answered_within(self, seconds: float) -> float:
+        """The share of measured answers that came sooner than ``seconds`` after the call was placed."""
+        delays = self.delays()
+        return bisect.bisect_left(delays, seconds) / len(delays) if delays else 0.0
+
+    def answer_chances(self, rang: float, within: Sequence[float], rate: Optional[float] = None) -> List[float]:
+        """The chances a call that has rung ``rang`` seconds unanswered is answered within each of ``within`` seconds.
+
+        Before any measured answer: the answer rate, whenever (it may answer any moment).
+        """
         p = self.answer_rate() if rate is None else rate
         if not self._delays:
-            return p
-        if self._sorted is None:
-            self._sorted = sorted(self._delays)
-        later = len(self._sorted) - bisect.bisect_right(self._sorted, rang)
-        q = p * later / len(self._sorted)
-        return q / (q + 1.0 - p) if q > 0 else 0.0
+            return [p] * len(within)
+        before = self.answered_within(rang)
+        scale = p / (1.0 - p * before)
+        return [scale * ((1.0 if w == math.inf else self.answered_within(rang + w)) - before) for w in within]
 
     def abandon_rate(self, now: float) -> Tuple[float, int]:
         """(abandoned / live answers, live answers) over the rolling window."""
@@ -265,39 +279,72 @@ class Measures:
 
 # --- the decision ---------------------------------------------------------------------------
 
-def room(spec: PacingSpec, queue: QueueView, measures: Measures, *, rang: Sequence[float], waiting: int,
+@dataclasses.dataclass(frozen=True)
+class Ringing:
+    """A call placed and not answered, for the queue: how long it has rung, and its task's measures."""
+    rang: float
+    measures: "Measures"
+
+
+def room(spec: PacingSpec, queue: QueueView, measures: Measures, *, ringing: Sequence[Ringing], waiting: int,
          now: float) -> Tuple[int, Optional[float]]:
     """(calls the task may start now for its agents, when the answer next changes or None).
 
-    ``rang``: how long each of its calls placed and not answered has rung;
-    ``waiting``: its answered calls not yet with an agent (both this host's).
+    ``ringing``: every call placed for the queue and not answered (this
+    task's and other paced tasks' naming the queue, this host's);
+    ``waiting``: their answered calls not yet with an agent.
     The dispatcher also keeps the task within ``limit``.
     """
     if queue.logged_in == 0:
         return 0, None
-    if spec.mode == PROGRESSIVE:
-        return max(0, math.floor(queue.free * spec.ratio + 1e-9) - len(rang) - waiting), None
-    # An agent counts as free for a call placed now if it is free by the time
-    # an early answer to that call could have waited its agent_wait.
-    reach = measures.early_answer() + spec.agent_wait
-    horizon = now + reach
-    expected_free = queue.free + sum(1 for end in queue.busy_ends if end <= horizon) - waiting
-    later = [end - reach for end in queue.busy_ends if end > horizon]
-    next_change = min(later) if later else None
-    if queue.free > 0:
-        # An agent is idle: every answer or no-answer changes the sum, so look
-        # again soon rather than wait for an event that may not come.
-        next_change = min(next_change or math.inf, now + IDLE_AGENT_LOOK)
+    points = measures.answer_points() if spec.mode == PREDICTIVE else []
+    if not points:
+        # Progressive, or predictive before its first measured answer.
+        ratio = spec.ratio if spec.mode == PROGRESSIVE else 1.0
+        return max(0, math.floor(queue.free * ratio + 1e-9) - len(ringing) - waiting), None
+    wait = spec.agent_wait
+    look = now + min(IDLE_AGENT_LOOK, wait / 4 or IDLE_AGENT_LOOK)
     p = measures.answer_rate()
-    pending = sum(measures.answer_chance(age, p) for age in rang)
-    need = expected_free * measures.gain - pending
-    # Never more ringing than the gain allows per agent logged in: a task that
-    # measured nothing yet cannot flood the trunk.
-    ceiling = queue.logged_in * spec.max_gain / p - len(rang)
+    # Per answer time d: agents free by d + agent_wait, and the mean and
+    # variance of the answers that come before d from calls ringing now.
+    rates = {}
+    for call in ringing:
+        if call.measures not in rates:
+            rates[call.measures] = call.measures.answer_rate()
+    # Per ringing call, its chance to answer within each answer time from now.
+    chances = [call.measures.answer_chances(call.rang, points, rates[call.measures]) for call in ringing]
+    plan = []
+    for i, d in enumerate(points):
+        agents = queue.free + sum(1 for end in queue.busy_ends if end <= now + d + wait) - waiting
+        mean = sum(c[i] for c in chances)
+        var = sum(c[i] * (1.0 - c[i]) for c in chances)
+        plan.append((agents, mean, var, p * measures.answered_within(d)))
+    ceiling = queue.logged_in * RING_CEILING / p - len(ringing)
     # A few calls per look, not a batch: answers then come spread out over
     # time, as agents free up, and the next look already counts these.
-    per_look = max(1, math.ceil(queue.logged_in * PER_LOOK_SHARE))
-    out = max(0, math.floor(min(need / p, ceiling, per_look)))
-    log.debug("pacing %s: free %d expected %d waiting %d ringing %d pending %.2f p %.2f gain %.2f reach %.3f -> %d",
-              spec.queue, queue.free, expected_free, waiting, len(rang), pending, p, measures.gain, reach, out)
+    most = min(ceiling, max(1, math.ceil(queue.logged_in * PER_LOOK_SHARE)))
+    out, risk = 0, 0.0
+    while out < most:
+        risk = sum(_taken(agents, mean + out * q, var + out * q * (1.0 - q)) for agents, mean, var, q in plan) / len(plan)
+        if risk > measures.risk:
+            break
+        out += 1
+    horizon = now + points[-1] + wait
+    if queue.free > 0 or ringing or waiting or any(end <= horizon for end in queue.busy_ends):
+        # The risk moves as calls ring on and agents come free: look again soon.
+        next_change = look
+    else:
+        next_change = min(queue.busy_ends) - points[-1] - wait if queue.busy_ends else None
+    log.debug("pacing %s: free %d waiting %d ringing %d p %.2f risk %.4f (threshold %.4f) -> %d",
+              spec.queue, queue.free, waiting, len(ringing), p, risk, measures.risk, out)
     return out, next_change
+
+
+def _taken(agents: int, mean: float, var: float) -> float:
+    """The chance that answers coming first (``mean``, ``var``) leave none of ``agents`` free."""
+    if agents <= 0:
+        return 1.0
+    if var <= 1e-9:
+        return 1.0 if mean > agents - 0.5 else 0.0
+    # At least ``agents`` answers first, with a continuity correction.
+    return 0.5 * math.erfc((agents - 0.5 - mean) / math.sqrt(2.0 * var))

@@ -145,7 +145,7 @@ class Housekeeping:
         if task is None or task.pacing is None or pacer is None:
             return {}
         report = pacer.report(task, now)
-        return dict(report, abandon_rate=round(report["abandon_rate"], 4), pacing_gain=round(report["pacing_gain"], 3))
+        return dict(report, abandon_rate=round(report["abandon_rate"], 4), pacing_risk=round(report["pacing_risk"], 5))
 
     def read_line_health(self):
         """Outages and failure counts of the domain's lines, as every host sees them (for metrics)."""

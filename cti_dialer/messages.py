@@ -154,7 +154,7 @@ class TaskStatus:
     abandoned: int = 0      # paced tasks: live answers not with an agent in time (this host, since start)
     abandon_rate: float = 0.0   # paced tasks: over the pacing window (this host)
     agents_free: int = -1   # paced tasks: free agents of the task's queue now; -1 when not paced
-    pacing_gain: float = 0.0    # predictive tasks: the over-dial factor now
+    pacing_risk: float = 0.0    # predictive tasks: the abandon risk the next call may carry now
 
 
 def _field_text(value) -> str:

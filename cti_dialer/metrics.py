@@ -84,7 +84,7 @@ class DaemonCollector:
 
 
 def _pacing_metrics(d):
-    """Paced tasks: abandoned calls, the abandon rate over their window, free agents and the gain."""
+    """Paced tasks: abandoned calls, the abandon rate over their window, free agents and the risk threshold."""
     pacer = getattr(d, "pacer", None)
     paced = [t for t in d.catalog.tasks.values() if t.pacing is not None] if pacer is not None else []
     abandoned = CounterMetricFamily("cti_dialer_calls_abandoned", "Live answers of paced tasks not with an "
@@ -93,18 +93,19 @@ def _pacing_metrics(d):
                              "abandon_window (this host).", labels=["task"])
     free = GaugeMetricFamily("cti_dialer_agents_free", "Free agents of the paced task's mod_callcenter queue.",
                              labels=["task"])
-    gain = GaugeMetricFamily("cti_dialer_pacing_gain", "A predictive task's over-dial factor.", labels=["task"])
+    risk = GaugeMetricFamily("cti_dialer_pacing_risk", "The abandon risk a predictive task's next call may "
+                             "carry (the threshold its controller adapts).", labels=["task"])
     now = time.time()
     for task in paced:
         report = pacer.report(task, now)
         abandoned.add_metric([task.name], report["abandoned"])
         rate.add_metric([task.name], report["abandon_rate"])
         free.add_metric([task.name], report["agents_free"])
-        gain.add_metric([task.name], report["pacing_gain"])
+        risk.add_metric([task.name], report["pacing_risk"])
     yield abandoned
     yield rate
     yield free
-    yield gain
+    yield risk
 
 
 def make_registry(daemon):

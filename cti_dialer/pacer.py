@@ -9,6 +9,7 @@ import logging
 from typing import Dict
 
 from . import agent_pacing
+from .claim import Kind
 from .esl import CallcenterInfo
 from .lifecycle import ClaimState
 from .outcome import Verdict
@@ -83,11 +84,17 @@ class Pacer:
     # --- for the dispatcher ------------------------------------------------------------------
 
     def room(self, task, claims, now):
-        """(calls ``task`` may start now for its queue's agents, when to look again or None); its limit still applies."""
-        rang, waiting = [], 0
+        """(calls ``task`` may start now for its queue's agents, when to look again or None); its limit still applies.
+
+        The calls of every paced task naming the same queue count: they
+        answer into the same agents.
+        """
+        measures = self._measures(task)
+        ringing, waiting = [], 0
         for claim in claims.values():
             att = claim.attempt
-            if claim.source_name != task.name or att is None:
+            theirs = self.measures.get(claim.source_name)
+            if att is None or claim.kind != Kind.QUEUE or theirs is None or theirs.spec.queue != task.pacing.queue:
                 continue
             if claim.state == ClaimState.ANSWERED:
                 # Waiting for an agent: in the queue, or just answered and on
@@ -95,16 +102,16 @@ class Pacer:
                 # machine's message, a dialplan without the queue).
                 if att.agent_at is None and att.left_queue is None and (
                         att.queue_joined is not None
-                        or (att.answer_seen is not None and now - att.answer_seen <= task.pacing.agent_wait)):
+                        or (att.answer_seen is not None and now - att.answer_seen <= theirs.spec.agent_wait)):
                     waiting += 1
             elif claim.state in (ClaimState.CLAIMED, ClaimState.SENT, ClaimState.PARKED):
-                rang.append(max(0.0, now - att.sent_at) if att.sent_at else 0.0)
+                ringing.append(agent_pacing.Ringing(max(0.0, now - att.sent_at) if att.sent_at else 0.0, theirs))
         view = self.board.view(task.pacing.queue, now)
-        return agent_pacing.room(task.pacing, view, self._measures(task), rang=rang, waiting=waiting, now=now)
+        return agent_pacing.room(task.pacing, view, measures, ringing=ringing, waiting=waiting, now=now)
 
     def report(self, task, now) -> dict:
         """A paced task's figures, for its status record and the metrics."""
         measures = self._measures(task)
         rate, _ = measures.abandon_rate(now)
         return {"abandoned": self.abandoned[task.name], "abandon_rate": rate,
-                "agents_free": self.board.view(task.pacing.queue, now).free, "pacing_gain": measures.gain}
+                "agents_free": self.board.view(task.pacing.queue, now).free, "pacing_risk": measures.risk}

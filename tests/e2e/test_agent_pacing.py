@@ -1,7 +1,7 @@
 """Dialing for agents: progressive and predictive pacing against the simulator's mod_callcenter, and machines.
 
 Time is compressed 60 times: a 60 s talk is 1 s, an hour is a minute, the
-US rule's 2 s greeting window is ``agent_wait`` 0.05 s.
+US rule's 2 s greeting window is rounded up to ``agent_wait`` 0.05 s (3 s).
 """
 import collections
 import json
@@ -84,11 +84,11 @@ def test_predictive_keeps_agents_busy_under_the_abandon_cap(r, sim, daemon, faul
     fault_report("predictive, 20 agents, 30%% answer, 60 s talk, 1 h at 60x: occupancy %.1f%%, "
                  "abandon %.2f%% (%d of %d live), %d calls"
                  % (occupancy * 100, rate * 100, len(abandoned), len(live), len(res)))
-    # The regulatory bound is held with margin (measured 1.9-2.3 %). Occupancy
-    # measured 80.2-81.6 % over such hours (bench/pacing.py): asserted with the
-    # margin this run's noise needs (docs/benchmarks.rst has the figures).
+    # What the issue asks, over one hour. Measured 85.2-85.4 % and 1.6-1.8 %
+    # here; 60 one-hour runs of bench/pacing_model.py: occupancy 83.0 % at
+    # the lowest, abandons 2.1 % at the highest.
     assert rate < 0.03
-    assert occupancy > 0.75
+    assert occupancy > 0.80
 
 
 def test_machine_answers_redial_by_their_own_class(r, sim, daemon):

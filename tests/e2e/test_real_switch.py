@@ -5,7 +5,6 @@ daemon's fix is undone; the simulator reproduces the captured behaviour
 (tests/fsim guard that side).
 """
 import collections
-import time
 
 import pytest
 

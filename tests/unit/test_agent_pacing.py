@@ -1,4 +1,6 @@
-"""Agent-aware pacing: the pacing param, the agents listing, progressive and predictive room, the gain."""
+"""Agent-aware pacing: the pacing param, the agents listing, progressive and predictive room, the risk threshold."""
+import math
+
 import pytest
 
 from cti_dialer import agent_pacing as ap
@@ -20,8 +22,8 @@ def spec(**kw):
 
 def test_parse_defaults_and_fields():
     s = ap.parse({"mode": "predictive", "queue": "sales@default", "abandon_cap": 0.02, "agent_wait": 1})
-    assert (s.mode, s.queue, s.ratio, s.abandon_cap, s.abandon_window, s.agent_wait, s.max_gain) == (
-        "predictive", "sales@default", 1.0, 0.02, 1800.0, 1.0, 3.0)
+    assert (s.mode, s.queue, s.ratio, s.abandon_cap, s.abandon_window, s.agent_wait) == (
+        "predictive", "sales@default", 1.0, 0.02, 1800.0, 1.0)
     assert ap.parse(None) is None
 
 
@@ -32,6 +34,7 @@ def test_parse_defaults_and_fields():
     ({"mode": "progressive", "queue": "q", "ratio": 0}, "pacing.ratio must be a number 0.1..10.0"),
     ({"mode": "predictive", "queue": "q", "abandon_cap": 3}, "pacing.abandon_cap"),
     ({"mode": "predictive", "queue": "q", "agents": 5}, "unknown fields agents"),
+    ({"mode": "predictive", "queue": "q", "max_gain": 3}, "unknown fields max_gain"),
 ])
 def test_parse_errors(value, reason):
     with pytest.raises(ap.PacingError) as info:
@@ -60,87 +63,151 @@ def test_a_listing_the_switch_refused_has_no_agents():
 def test_progressive_keeps_calls_without_an_agent_under_free_agents_times_ratio(free, ratio, ringing, waiting, room):
     view = ap.QueueView(logged_in=10, free=free, busy_ends=())
     s = spec(ratio=ratio)
-    assert ap.room(s, view, ap.Measures(s), rang=[0.5] * ringing, waiting=waiting, now=0.0) == (room, None)
+    m = ap.Measures(s)
+    assert ap.room(s, view, m, ringing=[ap.Ringing(0.5, m)] * ringing, waiting=waiting, now=0.0) == (room, None)
 
 
 def test_nobody_logged_in_means_no_calls():
     s = ap.parse({"mode": "predictive", "queue": "q"})
-    assert ap.room(s, ap.QueueView(0, 0, ()), ap.Measures(s), rang=[], waiting=0, now=0.0) == (0, None)
+    assert ap.room(s, ap.QueueView(0, 0, ()), ap.Measures(s), ringing=[], waiting=0, now=0.0) == (0, None)
 
 
-def measured(answer_rate=0.25, delays=(2.0, 3.0, 4.0, 5.0, 6.0), n=200):
+def measured(answer_rate=0.25, delays=(2.0, 3.0, 4.0, 5.0, 6.0), n=200, risk=0.05):
     s = ap.parse({"mode": "predictive", "queue": "q", "agent_wait": 1.0})
     m = ap.Measures(s)
     for i in range(n):
         answered = i % int(1 / answer_rate) == 0
         m.attempt(float(i) / 100, answered=answered, answer_delay=delays[i % len(delays)] if answered else None)
+    m.risk = risk
     return s, m
+
+
+def fresh(m, n):
+    return [ap.Ringing(0.0, m)] * n
 
 
 def test_the_answer_rate_and_times_are_counted_at_the_answer():
     s, m = measured()
     assert 0.24 < m.answer_rate() < 0.27
-    assert m.early_answer() == 2.0
-    # A call that rang longer than every answered one will not be answered.
-    assert m.answer_chance(0.0) == pytest.approx(m.answer_rate())
-    assert 0 < m.answer_chance(3.5) < m.answer_chance(0.0)
-    assert m.answer_chance(6.5) == 0.0
-
-
-def test_predictive_dials_for_agents_free_by_the_time_a_call_could_be_answered():
-    s, m = measured()
-    m.gain = 1.0
-    # Reach: the early answer (2 s) plus agent_wait (1 s). 2 free now, one busy
-    # agent ending within 3 s and one later, one answered call waiting.
-    view = ap.QueueView(logged_in=4, free=2, busy_ends=(102.5, 300.0))
+    assert m.answer_points() == [2.0, 3.0, 4.0, 5.0, 6.0]       # five equally likely times to answer
+    assert m.answered_within(4.0) == pytest.approx(0.4)          # 2 and 3 come sooner; 4 does not
     p = m.answer_rate()
-    pending = m.answer_chance(0.0) + m.answer_chance(6.5)        # one fresh call ringing, one hopeless
-    expected = min(int((2 + 1 - 1 - pending) / p), 1)           # one call per look with 4 agents
-    room, next_look = ap.room(s, view, m, rang=[0.0, 6.5], waiting=1, now=100.0)
-    assert room == expected == 1
-    assert next_look == pytest.approx(100.0 + ap.IDLE_AGENT_LOOK)   # an agent is idle: look again soon
+    assert m.answer_chances(0.0, [math.inf]) == [pytest.approx(p)]
+    # Rung 3.5 s unanswered: 3 of the 5 times are left, and fewer calls answer at all.
+    assert m.answer_chances(3.5, [math.inf, 1.0]) == [pytest.approx(p * 0.6 / (1 - p * 0.4)),
+                                                      pytest.approx(p * 0.2 / (1 - p * 0.4))]
+    # A call that rang longer than every answered one will not be answered.
+    assert m.answer_chances(6.5, [math.inf]) == [0.0]
+    # Before any answer: the rate, whenever.
+    assert ap.Measures(s).answer_chances(1.0, [0.5, 2.0]) == [ap.PRIOR_ANSWER_RATE] * 2
 
 
-def test_predictive_times_its_next_look_to_the_next_agent_coming_into_reach():
+def test_the_chance_answers_coming_first_take_every_agent():
+    assert ap._taken(0, 0.0, 0.0) == 1.0                       # no agent by then: certain
+    assert ap._taken(2, 1.0, 0.0) == 0.0 and ap._taken(2, 2.0, 0.0) == 1.0
+    assert ap._taken(1, 0.5, 0.25) == pytest.approx(0.5)       # one answer expected half the time
+    assert ap._taken(3, 1.0, 0.5) < ap._taken(3, 2.0, 0.5) < ap._taken(2, 2.0, 0.5)
+
+
+def test_predictive_places_calls_while_the_next_ones_risk_is_under_the_threshold():
+    s, m = measured(risk=0.05)
+    view = ap.QueueView(logged_in=200, free=3, busy_ends=())   # a look's most: 20 calls
+    out, _ = ap.room(s, view, m, ringing=[], waiting=0, now=100.0)
+    p, points = m.answer_rate(), m.answer_points()
+
+    def risk(k):
+        return sum(ap._taken(3, k * p * m.answered_within(d), k * p * m.answered_within(d) * (1 - p * m.answered_within(d)))
+                   for d in points) / len(points)
+    assert risk(out - 1) <= 0.05 < risk(out)
+    # Over-dials (a call answers a quarter of the time), but expects fewer answers than free agents.
+    assert out > 3 and out * p < 3
+
+
+@pytest.mark.parametrize("change, effect", [
+    ({"free": 5}, "more"), ({"busy_ends": (101.0, 101.5)}, "more"), ({"risk": 0.2}, "more"),
+    ({"ringing": 4}, "fewer"), ({"waiting": 1}, "fewer"), ({"risk": 0.01}, "fewer"),
+    ({"busy_ends": (500.0,)}, "same"), ({"ringing_old": 4}, "same"),
+])
+def test_what_moves_the_predictive_room(change, effect):
+    def out(free=3, busy_ends=(), risk=0.05, ringing=0, waiting=0, ringing_old=0):
+        s, m = measured(risk=risk)
+        calls = fresh(m, ringing) + [ap.Ringing(6.5, m)] * ringing_old     # rung past every answer: hopeless
+        return ap.room(s, ap.QueueView(200, free, busy_ends), m, ringing=calls, waiting=waiting, now=100.0)[0]
+    base, moved = out(), out(**change)
+    assert {"more": moved > base, "fewer": moved < base, "same": moved == base}[effect], (base, moved)
+
+
+def test_another_tasks_calls_for_the_queue_count_with_their_own_answer_rate():
+    s, m = measured(risk=0.05)
+    _, busy_task = measured(answer_rate=0.5)
+    _, quiet_task = measured(answer_rate=0.05)
+    view = ap.QueueView(200, 6, ())
+    alone = ap.room(s, view, m, ringing=[], waiting=0, now=0.0)[0]
+    with_quiet = ap.room(s, view, m, ringing=[ap.Ringing(0.0, quiet_task)] * 6, waiting=0, now=0.0)[0]
+    with_busy = ap.room(s, view, m, ringing=[ap.Ringing(0.0, busy_task)] * 6, waiting=0, now=0.0)[0]
+    assert alone > with_quiet > with_busy
+    # A task that has measured no answer yet: its calls may answer any moment, at its prior rate.
+    _, new_task = measured(n=0)
+    with_new = ap.room(s, view, m, ringing=[ap.Ringing(0.0, new_task)] * 6, waiting=0, now=0.0)[0]
+    assert with_new < alone
+
+
+def test_predictive_dials_progressively_until_it_measured_an_answer():
+    s = ap.parse({"mode": "predictive", "queue": "q"})
+    m = ap.Measures(s)
+    for i in range(20):
+        m.attempt(float(i), answered=False)
+    assert ap.room(s, ap.QueueView(10, 4, ()), m, ringing=fresh(m, 1), waiting=1, now=0.0) == (2, None)
+
+
+def test_predictive_looks_again_soon_while_calls_ring_and_times_its_look_otherwise():
     s, m = measured()
-    view = ap.QueueView(logged_in=2, free=0, busy_ends=(110.0, 120.0))
-    room, next_look = ap.room(s, view, m, rang=[0.0] * 8, waiting=0, now=100.0)
-    assert room == 0 and next_look == pytest.approx(110.0 - 3.0)
+    _, soon = ap.room(s, ap.QueueView(2, 0, (110.0, 120.0)), m, ringing=fresh(m, 8), waiting=0, now=100.0)
+    assert soon == pytest.approx(100.0 + min(ap.IDLE_AGENT_LOOK, s.agent_wait / 4))
+    # Nothing ringing, nobody free: the next change is the first busy agent
+    # coming into reach of the latest answer time plus agent_wait (6 + 1 s).
+    room, later = ap.room(s, ap.QueueView(2, 0, (110.0, 120.0)), m, ringing=[], waiting=0, now=100.0)
+    assert room == 0 and later == pytest.approx(110.0 - 7.0)
 
 
-def test_the_gain_settles_where_abandons_are_the_target_share():
+def test_the_risk_threshold_settles_where_abandons_are_the_target_share():
     s = ap.parse({"mode": "predictive", "queue": "q", "abandon_cap": 0.03})
     m = ap.Measures(s)
-    start = m.gain
+    for i in range(100):
+        m.record(i / 100, live=True, abandoned=False)
+    start = m.risk
     m.record(1.0, live=True, abandoned=False)
-    up = m.gain - start
+    up = math.log(m.risk / start)
     m.record(2.0, live=True, abandoned=True)
-    down = m.gain - (start + up)
+    down = math.log(m.risk / start) - up
     target = ap.TARGET_SHARE * 0.03
-    assert up == pytest.approx(ap.STEP * target / (1 - target)) and down < 0
+    assert up == pytest.approx(ap.STEP * target / (1 - target)) and down == pytest.approx(-ap.STEP)
     # Over the cap in the window: each abandon also cuts by OVER_CAP_CUT.
-    before = m.gain
+    m.record(2.5, live=True, abandoned=True)
+    before = m.risk
     m.record(3.0, live=True, abandoned=True)
-    assert m.gain == pytest.approx((before - ap.STEP) * ap.OVER_CAP_CUT)
-    assert m.abandon_rate(3.0) == (pytest.approx(2 / 3), 3)
+    assert m.abandon_rate(3.0) == (pytest.approx(3 / 104), 104)
+    m.record(3.5, live=True, abandoned=True)
+    assert m.abandon_rate(3.5)[0] >= 0.03
+    assert m.risk == pytest.approx(before * math.exp(-2 * ap.STEP) * ap.OVER_CAP_CUT)
 
 
-def test_the_gain_stays_within_its_bounds():
-    s = ap.parse({"mode": "predictive", "queue": "q", "max_gain": 1.5})
+def test_the_risk_threshold_stays_within_its_bounds():
+    s = ap.parse({"mode": "predictive", "queue": "q"})
     m = ap.Measures(s)
-    for i in range(10000):
+    for i in range(100000):
         m.record(float(i), live=True)
-    assert m.gain == 1.5
-    for i in range(200):
-        m.record(20000.0 + i, live=True, abandoned=True)
-    assert m.gain == ap.MIN_GAIN
+    assert m.risk == ap.MAX_RISK
+    for i in range(500):
+        m.record(200000.0 + i, live=True, abandoned=True)
+    assert m.risk == ap.MIN_RISK
 
 
-def test_progressive_tasks_keep_no_gain():
+def test_progressive_tasks_keep_no_threshold():
     s = spec()
     m = ap.Measures(s)
     m.record(1.0, live=True, abandoned=True)
-    assert m.gain == ap.START_GAIN and m.abandon_rate(1.0) == (1.0, 1)
+    assert m.risk == ap.START_RISK and m.abandon_rate(1.0) == (1.0, 1)
 
 
 def test_old_results_leave_the_window():

@@ -224,12 +224,12 @@ def test_task_status_is_written_as_it_always_was():
         "state": "waiting", "reason": "outside work_hour", "active": 2, "limit": 10, "queue": "queue:sales",
         "queued": 17, "redials_pending": 1, "dialed": 40, "answered": 30, "failed": 10, "rejected": 1,
         "last_error": "", "counters": "cti_dialer_counter@d:sales", "updated": 1700000123.25,
-        "machine": 0, "abandoned": 0, "abandon_rate": 0.0, "agents_free": -1, "pacing_gain": 0.0})
+        "machine": 0, "abandoned": 0, "abandon_rate": 0.0, "agents_free": -1, "pacing_risk": 0.0})
 
 
 def test_a_task_status_from_before_the_pacing_fields_reads_with_their_defaults():
     doc = {k: v for k, v in dataclasses.asdict(TASK).items()
-           if k not in ("machine", "abandoned", "abandon_rate", "agents_free", "pacing_gain")}
+           if k not in ("machine", "abandoned", "abandon_rate", "agents_free", "pacing_risk")}
     assert messages.decode_task_status(orjson.dumps(doc)) == TASK
 
 
