@@ -29,8 +29,8 @@ predictive
     exp(``STEP`` x target / (1 - target)), with target = ``TARGET_SHARE``
     x ``abandon_cap``: it settles where the share of abandoned answers is
     the target. While the rate over the rolling window (``abandon_window``,
-    default 30 min) is at or above the cap, each abandon also cuts it by
-    ``OVER_CAP_CUT``. Before the task has measured a time to answer it
+    default 30 min) is at or above ``CUT_FROM`` x the cap (it approaches
+    the cap), each abandon also cuts it by ``OVER_CAP_CUT``. Before the task has measured a time to answer it
     dials progressively (ratio 1). Answering machines are neither live
     answers nor abandons.
 """
@@ -54,7 +54,8 @@ IDLE_STATE = "Waiting"
 # Predictive controller constants (documented in docs/redis.rst).
 STEP = 0.05              # log change of the risk threshold per abandoned live answer
 TARGET_SHARE = 0.7       # aim at this share of the cap (an hour is noisy: see docs)
-OVER_CAP_CUT = 0.9       # and cut harder while the window's rate is over the cap
+OVER_CAP_CUT = 0.9       # and cut harder while the window's rate is near the cap:
+CUT_FROM = 0.9           # at or above this share of it
 # The threshold starts here and stays within these bounds.
 START_RISK, MIN_RISK, MAX_RISK = 0.005, 1e-6, 0.5
 # Answer times the risk is averaged over (equally likely quantiles of the measured ones).
@@ -231,7 +232,7 @@ class Measures:
         target = TARGET_SHARE * self.spec.abandon_cap
         if abandoned:
             self.risk *= math.exp(-STEP)
-            if self.abandon_rate(now)[0] >= self.spec.abandon_cap:
+            if self.abandon_rate(now)[0] >= CUT_FROM * self.spec.abandon_cap:
                 self.risk *= OVER_CAP_CUT
         else:
             self.risk *= math.exp(STEP * target / (1.0 - target))
