@@ -30,7 +30,7 @@ from . import store as store_module
 from .agents import AgentBoard
 from .catalog import Catalog
 from .config_watcher import ConfigWatcher
-from .dispatcher import QueueDispatcher
+from .dispatcher import WATCH_BLOCK, QueueDispatcher
 from .esl import CALLCENTER_SUBCLASS, EslClient, EslError
 from .housekeeping import Housekeeping
 from .metrics import make_registry, serve
@@ -57,9 +57,14 @@ class Daemon:
         self.redis = redis_client or store_module.connect(config)
         self.store = Store(self.redis, self.keys, result_maxlen=config.dialer_result_maxlen,
                            rejected_maxlen=config.dialer_rejected_maxlen, result_channel=config.dialer_result_channel)
-        # Blocked calls hold their connection for seconds: a pool of their own.
-        watch_store = self.store if redis_client is not None else Store(
-            store_module.connect(config, config.dialer_idle_watchers + 1), self.keys)
+        # Blocked calls hold their connection for seconds: a pool of their
+        # own, whose reads wait out a whole block.
+        watch_block = None
+        watch_store = self.store
+        if redis_client is None:
+            watch_block = WATCH_BLOCK
+            watch_store = Store(store_module.connect(config, config.dialer_idle_watchers + 1,
+                                                     read_timeout=config.redis_socket_timeout + WATCH_BLOCK), self.keys)
         self.esl = EslClient(config.esl_host, config.esl_port, config.esl_password,
                              connect_timeout=config.esl_connect_timeout,
                              command_timeout=config.esl_command_timeout,
@@ -84,7 +89,8 @@ class Daemon:
                                      health=self.health)
         self.dispatcher = QueueDispatcher(config=config, catalog=self.catalog, tracker=self.tracker,
                                           store=self.store, watch_store=watch_store, health=self.health,
-                                          wakeups=self.wakeups, tz=self.tz, pacer=self.pacer)
+                                          wakeups=self.wakeups, tz=self.tz, pacer=self.pacer,
+                                          watch_block=watch_block)
         self.scheduler = ScheduleDialer(config=config, catalog=self.catalog, tracker=self.tracker,
                                         store=self.store, health=self.health, tz=self.tz)
         self.housekeeping = Housekeeping(config=config, store=self.store, catalog=self.catalog,

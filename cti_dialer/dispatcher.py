@@ -31,14 +31,24 @@ WATCHED_IDLE_POLL = 1.0
 # A task whose keys Redis refuses (a queue that is not a list) looks again
 # this often; the other tasks are not held up by it.
 FAULT_RETRY = 30.0
+# Seconds one idle queue's BLMOVE blocks before it is made again, with the
+# daemon's own watch pool: each re-arm is a round trip per idle task, and
+# the once-a-second batched look covers the task if a watcher is lost.
+WATCH_BLOCK = 20.0
+
 # A paced task with no room for its agents looks again this soon even if no
 # agent event woke it (a missed event costs at most this).
 PACED_LOOK = 0.25
 
 
 class QueueDispatcher:
-    def __init__(self, *, config, catalog, tracker, store, watch_store, health, wakeups, tz, pacer=None):
+    def __init__(self, *, config, catalog, tracker, store, watch_store, health, wakeups, tz, pacer=None,
+                 watch_block=None):
         self.config = config
+        # How long one BLMOVE blocks: below the watch pool's read timeout, so
+        # a quiet queue never looks like a dead server. Shorter on a shared
+        # pool (tests), whose read timeout is socket_timeout.
+        self.watch_block = watch_block or max(0.1, min(4.0, config.redis_socket_timeout - 1.0))
         self.pacer = pacer                      # agent-aware pacing of tasks with a pacing param
         self.catalog = catalog
         self.tracker = tracker
@@ -222,8 +232,7 @@ class QueueDispatcher:
         self.watchers[name] = gevent.spawn(self._queue_watcher, name, queue)
 
     def _queue_watcher(self, name, queue):
-        # Below redis-py's socket timeout, so a quiet queue never looks like a dead server.
-        timeout = max(0.1, min(4.0, self.config.redis_socket_timeout - 1.0))
+        timeout = self.watch_block
         try:
             while self.idle.get(name) == queue and not self.health.stopping.is_set():
                 try:

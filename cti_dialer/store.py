@@ -445,14 +445,16 @@ class Store:
 POOL_SIZE = 64
 
 
-def connect(config, max_connections=POOL_SIZE) -> redis.Redis:
+def connect(config, max_connections=POOL_SIZE, read_timeout=None) -> redis.Redis:
     """The Redis client the config asks for: direct (``url``) or through Sentinel.
 
     Through Sentinel every new connection asks the Sentinels for the current
     master, so after a failover the next reconnect finds the new one.
+    ``read_timeout`` (default ``socket_timeout``) is for clients whose
+    commands block on the server longer than that.
     """
-    common = dict(socket_timeout=config.redis_socket_timeout, socket_connect_timeout=config.redis_socket_timeout,
-                  health_check_interval=15)
+    common = dict(socket_timeout=read_timeout or config.redis_socket_timeout,
+                  socket_connect_timeout=config.redis_socket_timeout, health_check_interval=15)
     if not config.redis_sentinels:
         pool = redis.BlockingConnectionPool.from_url(config.redis_url, max_connections=max_connections,
                                                      timeout=config.redis_socket_timeout, **common)
