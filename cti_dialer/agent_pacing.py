@@ -64,8 +64,9 @@ ANSWER_POINTS = 5
 PRIOR_ANSWER_RATE, PRIOR_WEIGHT = 0.3, 10
 # How soon a paced task with ringing calls or an agent coming free looks
 # again when nothing wakes it: the risk of its next call changes as its
-# calls ring on. A quarter of agent_wait, so a short wait is not overslept.
-IDLE_AGENT_LOOK = 0.05
+# calls ring on. A quarter of agent_wait, so a short wait is not overslept,
+# between these bounds (a tiny agent_wait must not make the task spin).
+IDLE_AGENT_LOOK, MIN_LOOK = 0.05, 0.01
 # The most calls one look starts, as a share of the agents logged in.
 PER_LOOK_SHARE = 0.1
 # A bound whatever the measures say: calls ringing per agent logged in, in expected answers.
@@ -304,7 +305,7 @@ def room(spec: PacingSpec, queue: QueueView, measures: Measures, *, ringing: Seq
         ratio = spec.ratio if spec.mode == PROGRESSIVE else 1.0
         return max(0, math.floor(queue.free * ratio + 1e-9) - len(ringing) - waiting), None
     wait = spec.agent_wait
-    look = now + min(IDLE_AGENT_LOOK, wait / 4 or IDLE_AGENT_LOOK)
+    look = now + max(MIN_LOOK, min(IDLE_AGENT_LOOK, wait / 4))
     p = measures.answer_rate()
     # Per answer time d: agents free by d + agent_wait, and the mean and
     # variance of the answers that come before d from calls ringing now.
@@ -320,7 +321,7 @@ def room(spec: PacingSpec, queue: QueueView, measures: Measures, *, ringing: Seq
         mean = sum(c[i] for c in chances)
         var = sum(c[i] * (1.0 - c[i]) for c in chances)
         plan.append((agents, mean, var, p * measures.answered_within(d)))
-    ceiling = queue.logged_in * RING_CEILING / p - len(ringing)
+    ceiling = math.floor(queue.logged_in * RING_CEILING / p) - len(ringing)
     # A few calls per look, not a batch: answers then come spread out over
     # time, as agents free up, and the next look already counts these.
     most = min(ceiling, max(1, math.ceil(queue.logged_in * PER_LOOK_SHARE)))

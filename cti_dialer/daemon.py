@@ -80,7 +80,7 @@ class Daemon:
         self.writer = ResultWriter(self.store, state_dir(config))
         self.budget = SendBudget(config.dialer_throttle_backoff, config.dialer_throttle_backoff_max)
         self.agents = AgentBoard(esl=self.esl, catalog=self.catalog, wakeups=self.wakeups)
-        self.pacer = Pacer(self.agents)
+        self.pacer = Pacer(self.agents, self.catalog)
         self.tracker = CallTracker(config=config, host=self.host, store=self.store, esl=self.esl,
                                    catalog=self.catalog, writer=self.writer, wakeups=self.wakeups,
                                    health=self.health, budget=self.budget, latency=latency, pacer=self.pacer)

@@ -238,10 +238,12 @@ class QueueDispatcher:
                 try:
                     arrived = self.watch_store.wait_for_number(queue, timeout)
                 except redis.ResponseError as exc:
-                    if "WRONGTYPE" in str(exc):
-                        return      # this queue's problem only: the claim reports it
-                    log.info("Redis refused BLMOVE (%s): idle queues are polled instead", exc)
-                    self.blocking_ok = False
+                    if "unknown command" in str(exc).lower():
+                        log.info("Redis refused BLMOVE (%s): idle queues are polled instead", exc)
+                        self.blocking_ok = False
+                    # Otherwise this queue's problem (WRONGTYPE: the claim
+                    # reports it) or the server's moment (UNBLOCKED by a
+                    # failover): the next empty claim watches again.
                     return
                 except REDIS_ERRORS:
                     return          # the batched look covers the task meanwhile

@@ -18,8 +18,9 @@ log = logging.getLogger("cti_dialer.pacer")
 
 
 class Pacer:
-    def __init__(self, board):
+    def __init__(self, board, catalog):
         self.board = board
+        self.catalog = catalog                      # which tasks are paced, and for which queue, now
         self.measures: Dict[str, agent_pacing.Measures] = {}
         self.abandoned = collections.Counter()     # per task, since start (status and metrics)
 
@@ -93,9 +94,15 @@ class Pacer:
         ringing, waiting = [], 0
         for claim in claims.values():
             att = claim.attempt
-            theirs = self.measures.get(claim.source_name)
-            if att is None or claim.kind != Kind.QUEUE or theirs is None or theirs.spec.queue != task.pacing.queue:
+            if att is None or claim.kind != Kind.QUEUE:
                 continue
+            owner = task if claim.source_name == task.name else self.catalog.tasks.get(claim.source_name)
+            # Tasks paced for this queue now (one that dropped its pacing or
+            # changed queue no longer counts; one that has not looked yet,
+            # after a restart, does).
+            if owner is None or owner.pacing is None or owner.pacing.queue != task.pacing.queue:
+                continue
+            theirs = self._measures(owner)
             if claim.state == ClaimState.ANSWERED:
                 # Waiting for an agent: in the queue, or just answered and on
                 # its way there; not one that left it or never came (a

@@ -141,3 +141,26 @@ def test_a_short_switch_budget_is_shared_by_the_tasks_in_turn(world, dispatcher)
     firsts = [number[0] for number in world.switch.numbers()]
     assert firsts.count("1") == firsts.count("2") == 4
     assert now - NOW >= 7 / world.budget.limit - 0.1     # and never faster than the switch allows
+
+
+class RefusingWatchStore:
+    def __init__(self, message):
+        self.message = message
+
+    def wait_for_number(self, queue, timeout):
+        import redis
+        raise redis.ResponseError(self.message)
+
+
+@pytest.mark.parametrize("message, still_blocking", [
+    ("ERR unknown command 'BLMOVE', with args beginning with: ", False),     # Redis before 6.2
+    ("UNBLOCKED force unblock from blocking operation, instance state changed (master -> replica?)", True),
+    ("WRONGTYPE Operation against a key holding the wrong kind of value", True),
+])
+def test_only_a_server_without_blmove_turns_the_watchers_off(world, message, still_blocking):
+    d = QueueDispatcher(config=world.config, catalog=world.catalog, tracker=world.tracker, store=world.store,
+                        watch_store=RefusingWatchStore(message), health=world.health, wakeups=world.wakeups,
+                        tz=world.config.dialer_timezone)
+    d.idle["t1"] = "q:t1"
+    d._queue_watcher("t1", "q:t1")          # returns on the refusal
+    assert d.blocking_ok is still_blocking

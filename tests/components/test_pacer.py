@@ -35,10 +35,9 @@ def ringing(cid, source, kind=Kind.QUEUE, state=ClaimState.SENT):
 
 
 def test_tasks_naming_one_queue_share_its_free_agents():
-    pacer = Pacer(Board(free=6))
     a, b, other = task("a"), task("b"), task("c", queue="support@default")
-    for t in (a, b, other):
-        pacer.room(t, {}, NOW)            # each paced task has looked once: its measures exist
+    pacer = Pacer(Board(free=6), types.SimpleNamespace(tasks={t.name: t for t in (a, b, other)}))
+    # b has not looked yet (a restart): its calls count all the same.
     claims = {c.claim_id: c for c in [ringing("1", "a"), ringing("2", "b"), ringing("3", "b"),
                                       ringing("4", "c"),                       # another queue's
                                       ringing("5", "b", kind=Kind.SCHEDULE),   # a schedule config of the same name
@@ -48,3 +47,17 @@ def test_tasks_naming_one_queue_share_its_free_agents():
     assert pacer.room(a, claims, NOW) == (2, None)
     assert pacer.room(b, claims, NOW) == (2, None)
     assert pacer.room(other, claims, NOW) == (0, None)
+
+
+def test_a_task_no_longer_paced_for_the_queue_stops_counting():
+    a, b = task("a"), task("b")
+    catalog = types.SimpleNamespace(tasks={"a": a, "b": b})
+    pacer = Pacer(Board(free=6), catalog)
+    claims = {c.claim_id: c for c in [ringing("1", "b"), ringing("2", "b")]}
+    assert pacer.room(a, claims, NOW) == (4, None)
+    catalog.tasks["b"] = types.SimpleNamespace(name="b", pacing=None)           # b dials by its limit now
+    assert pacer.room(a, claims, NOW) == (6, None)
+    catalog.tasks["b"] = task("b", queue="support@default")                     # or for another team
+    assert pacer.room(a, claims, NOW) == (6, None)
+    del catalog.tasks["b"]                                                        # or is gone
+    assert pacer.room(a, claims, NOW) == (6, None)

@@ -152,6 +152,17 @@ def test_another_tasks_calls_for_the_queue_count_with_their_own_answer_rate():
     assert with_new < alone
 
 
+def test_calls_ringing_never_exceed_the_ceiling_in_whole_calls():
+    s = ap.parse({"mode": "predictive", "queue": "q", "agent_wait": 1.0})
+    m = ap.Measures(s)
+    for i in range(400):                       # answer rate about 0.86: the ceiling is 3.49 calls
+        m.attempt(i / 100, answered=i % 7 != 0, answer_delay=2.0)
+    m.risk = ap.MAX_RISK
+    assert math.floor(ap.RING_CEILING / m.answer_rate()) == 3
+    old = [ap.Ringing(50.0, m)] * 3            # rung past every answer: no risk, but they ring
+    assert ap.room(s, ap.QueueView(1, 1, ()), m, ringing=old, waiting=0, now=100.0)[0] == 0
+
+
 def test_predictive_dials_progressively_until_it_measured_an_answer():
     s = ap.parse({"mode": "predictive", "queue": "q"})
     m = ap.Measures(s)
@@ -164,6 +175,12 @@ def test_predictive_looks_again_soon_while_calls_ring_and_times_its_look_otherwi
     s, m = measured()
     _, soon = ap.room(s, ap.QueueView(2, 0, (110.0, 120.0)), m, ringing=fresh(m, 8), waiting=0, now=100.0)
     assert soon == pytest.approx(100.0 + min(ap.IDLE_AGENT_LOOK, s.agent_wait / 4))
+    # A quarter of a tiny agent_wait, or of none, is not a spin.
+    for tiny in (0.0, 0.002):
+        t = ap.parse({"mode": "predictive", "queue": "q", "agent_wait": tiny})
+        m.spec = t
+        assert ap.room(t, ap.QueueView(2, 0, ()), m, ringing=fresh(m, 1), waiting=0, now=100.0)[1] == \
+            pytest.approx(100.0 + ap.MIN_LOOK)
     # Nothing ringing, nobody free: the next change is the first busy agent
     # coming into reach of the latest answer time plus agent_wait (6 + 1 s).
     room, later = ap.room(s, ap.QueueView(2, 0, (110.0, 120.0)), m, ringing=[], waiting=0, now=100.0)
