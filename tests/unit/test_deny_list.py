@@ -1,10 +1,10 @@
-"""The channel variables refused by layer (model.DENIED_VARIABLES)."""
+"""The channel variables refused by layer (deny_list.DENIED_VARIABLES)."""
 import json
 import zoneinfo
 
 import pytest
 
-from cti_dialer import model
+from cti_dialer import deny_list, model
 
 pytestmark = pytest.mark.unit
 TZ = zoneinfo.ZoneInfo("Asia/Shanghai")
@@ -59,11 +59,11 @@ OPERATOR_LAYERS = {
 def test_every_entry_is_tested():
     tested = {}
     for name in REDIAL + NUMBER_ENTRIES_ONLY:
-        entry = model.denied_variable(name)
+        entry = deny_list.denied_variable(name)
         assert entry is not None, name
-        assert (entry[1] == model.EVERY_LAYER) == (name in REDIAL), name
+        assert (entry[1] == deny_list.EVERY_LAYER) == (name in REDIAL), name
         tested[entry[0]] = name
-    assert set(tested) == {entry[0] for entry in model.DENIED_VARIABLES}
+    assert set(tested) == {entry[0] for entry in deny_list.DENIED_VARIABLES}
 
 
 @pytest.mark.parametrize("spell", SPELLINGS)
@@ -76,7 +76,7 @@ def test_refused_from_number_entries(parse, raw, name, spell):
         parse(raw({"customer": "c-1", written: "1"}))
     message = str(err.value)
     assert message.startswith("number entry variables: %r is not allowed" % written)
-    assert model.denied_variable(name)[2] in message
+    assert deny_list.denied_variable(name)[2] in message
 
 
 @pytest.mark.parametrize("layer", sorted(OPERATOR_LAYERS))
