@@ -66,7 +66,7 @@ PRIOR_ANSWER_RATE, PRIOR_WEIGHT = 0.3, 10
 # again when nothing wakes it: the risk of its next call changes as its
 # calls ring on. A quarter of agent_wait, so a short wait is not overslept,
 # between these bounds (a tiny agent_wait must not make the task spin).
-IDLE_AGENT_LOOK, MIN_LOOK = 0.05, 0.01
+MAX_LOOK, MIN_LOOK = 0.05, 0.01
 # The most calls one look starts, as a share of the agents logged in.
 PER_LOOK_SHARE = 0.1
 # A bound whatever the measures say: calls ringing per agent logged in, in expected answers.
@@ -270,7 +270,7 @@ class Measures:
             return [p] * len(within)
         before = self.answered_within(rang)
         scale = p / (1.0 - p * before)
-        return [scale * ((1.0 if w == math.inf else self.answered_within(rang + w)) - before) for w in within]
+        return [scale * (self.answered_within(rang + w) - before) for w in within]
 
     def abandon_rate(self, now: float) -> Tuple[float, int]:
         """(abandoned / live answers, live answers) over the rolling window."""
@@ -305,7 +305,7 @@ def room(spec: PacingSpec, queue: QueueView, measures: Measures, *, ringing: Seq
         ratio = spec.ratio if spec.mode == PROGRESSIVE else 1.0
         return max(0, math.floor(queue.free * ratio + 1e-9) - len(ringing) - waiting), None
     wait = spec.agent_wait
-    look = now + max(MIN_LOOK, min(IDLE_AGENT_LOOK, wait / 4))
+    look = now + max(MIN_LOOK, min(MAX_LOOK, wait / 4))
     p = measures.answer_rate()
     # Per answer time d: agents free by d + agent_wait, and the mean and
     # variance of the answers that come before d from calls ringing now.

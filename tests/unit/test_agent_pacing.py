@@ -174,7 +174,7 @@ def test_predictive_dials_progressively_until_it_measured_an_answer():
 def test_predictive_looks_again_soon_while_calls_ring_and_times_its_look_otherwise():
     s, m = measured()
     _, soon = ap.room(s, ap.QueueView(2, 0, (110.0, 120.0)), m, ringing=fresh(m, 8), waiting=0, now=100.0)
-    assert soon == pytest.approx(100.0 + min(ap.IDLE_AGENT_LOOK, s.agent_wait / 4))
+    assert soon == pytest.approx(100.0 + min(ap.MAX_LOOK, s.agent_wait / 4))
     # A quarter of a tiny agent_wait, or of none, is not a spin.
     for tiny in (0.0, 0.002):
         t = ap.parse({"mode": "predictive", "queue": "q", "agent_wait": tiny})
